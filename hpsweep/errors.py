@@ -1,0 +1,36 @@
+"""Errors that carry every problem found in a user's input, each named by its field path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the input: where (a dotted field path, or '' for the whole file) and what."""
+
+    path: str
+    message: str
+
+    def format(self, source: str) -> str:
+        return f"{source}: {self.path}: {self.message}" if self.path else f"{source}: {self.message}"
+
+
+class SpecError(Exception):
+    """A sweep file is invalid; holds all of its problems so they can be reported at once."""
+
+    def __init__(self, source: str, problems: Iterable[Problem]) -> None:
+        self.source = source
+        self.problems = tuple(problems)
+        super().__init__("\n".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        return [p.format(self.source) for p in self.problems]
+
+
+def show_value(value: object, limit: int = 60) -> str:
+    """A short, single-line rendering of a user's value for error messages."""
+    text = repr(value) if isinstance(value, str) else str(value)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
