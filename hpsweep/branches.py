@@ -94,8 +94,11 @@ def _branch_type(kind: str, registry: Mapping[str, BranchDecl]) -> Any:
         **{name: (_params_model(kind, decl, with_name=False) | None, None) for name, decl in registry.items()},
     )
 
+    option_names = Literal[tuple(names)]  # type: ignore[valid-type]
+
     class Choice(StrictModel):
-        choice: Annotated[choice_map, BeforeValidator(_choice_as_mapping)]  # type: ignore[valid-type]
+        choice: Annotated[  # type: ignore[valid-type]
+            choice_map, BeforeValidator(_choice_as_mapping, json_schema_input_type=choice_map | list[option_names])]
         searched: ClassVar[bool] = True
 
         @field_validator("choice")
@@ -115,10 +118,10 @@ def _branch_type(kind: str, registry: Mapping[str, BranchDecl]) -> Any:
             return "~choice"
         return "~choice" if isinstance(value, Choice) else "fixed"
 
+    forms = Annotated[Annotated[fixed, Tag("fixed")] | Annotated[Choice, Tag("~choice")], Discriminator(tag)]
     return Annotated[
-        Annotated[fixed, Tag("fixed")] | Annotated[Choice, Tag("~choice")],
-        Discriminator(tag),
-        BeforeValidator(_as_mapping),
+        forms,
+        BeforeValidator(_as_mapping, json_schema_input_type=forms | option_names),
         Field(description=f"the {kind}: a name, a mapping with name and parameters, or a choice"),
     ]
 

@@ -17,11 +17,16 @@ from hpsweep.sections import IMAGE_SOURCES, TORCHVISION_MODELS
 Check = Callable[..., list[Problem]]
 
 
-def check_constraints(sections: dict[str, Any]) -> list[Problem]:
+def check_constraints(sections: dict[str, Any], partial: frozenset[str] = frozenset()) -> list[Problem]:
+    """Run every check whose sections are available; `partial` sections had their bad keys dropped,
+    so only checks that look at single keys (not at the whole section) may use them."""
     problems: list[Problem] = []
-    for check, needs in _CHECKS:
-        if all(sections.get(name) is not None for name in needs):
-            problems += check(*(sections[name] for name in needs))
+    for check, needs, whole in _CHECKS:
+        if any(sections.get(name) is None for name in needs):
+            continue
+        if whole and partial.intersection(needs):
+            continue
+        problems += check(*(sections[name] for name in needs))
     return problems
 
 
@@ -131,10 +136,11 @@ def _model_fits_data(model: Any, data: Any) -> list[Problem]:
     return problems
 
 
-_CHECKS: list[tuple[Check, tuple[str, ...]]] = [
-    (_epoch_bounds, ("space", "train")),
-    (_nesterov, ("space",)),
-    (_scheduler_fits, ("search", "train")),
-    (_algorithm_fits, ("search", "train", "space")),
-    (_model_fits_data, ("model", "data")),
+#: (check, sections it reads, whether it needs those sections whole)
+_CHECKS: list[tuple[Check, tuple[str, ...], bool]] = [
+    (_epoch_bounds, ("space", "train"), False),
+    (_nesterov, ("space",), False),
+    (_scheduler_fits, ("search", "train"), False),
+    (_algorithm_fits, ("search", "train", "space"), True),
+    (_model_fits_data, ("model", "data"), False),
 ]

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Discriminator, Field, Tag, model_validator
+from pydantic import AfterValidator, Discriminator, Field, Tag, WithJsonSchema, model_validator
 
 from hpsweep.errors import show_value
 from hpsweep.strict import StrictModel
@@ -131,7 +131,9 @@ def _param_tag(value: Any) -> str | None:
 
 #: A value written in the YAML: a constant, or one of the distributions above.
 Param = Annotated[
-    Annotated[Annotated[Any, AfterValidator(_plain_value)], Tag("fixed")]
+    Annotated[Annotated[Any, AfterValidator(_plain_value),
+                        WithJsonSchema({"type": ["number", "string", "boolean", "null", "array"],
+                                        "items": {"type": "number"}})], Tag("fixed")]
     | Annotated[Uniform, Tag("~uniform")]
     | Annotated[LogUniform, Tag("~loguniform")]
     | Annotated[IntRange, Tag("~int")]

@@ -64,8 +64,19 @@ def _explain(error: Any, path: list[str]) -> Problem:
         options = re.findall(r"'([^']*)'", error.get("ctx", {}).get("expected", ""))
         message = f"unknown value {value!r}{did_you_mean(value, options)} (choose from: {', '.join(options)})"
         return Problem(".".join(path), message)
+    if kind == "param_kind" and isinstance(value, dict):
+        unknown = [k for k in value if k not in ("uniform", "loguniform", "int", "choice", "step", "log")]
+        if unknown:
+            hint = did_you_mean(str(unknown[0]), ["uniform", "loguniform", "int", "choice"])
+            message += f"; unknown key {unknown[0]!r}{hint}"
+        else:
+            message += f" (got {', '.join(map(str, value))})"
     if kind == "missing":
         message = "required key is missing"
+    if kind in ("too_long", "too_short", "missing") and path and path[-1].isdigit():
+        path = path[:-1]  # a tuple given too few items reports the missing index
+    if kind in ("too_long", "too_short", "missing") and path and path[-1] in ("uniform", "loguniform", "int"):
+        message = f"{path[-1]} takes two bounds, [low, high]"
     message = re.sub(r"^(Value|Assertion) error, ", "", message)
     message = re.sub(r"^(Input|List|String|Value|Dictionary|Tuple) should", "should", message)
     if kind not in _NO_GOT and "(got" not in message and repr(value) not in message:

@@ -34,13 +34,12 @@ def _named_union(kind: str, key: str, *members: type[StrictModel]) -> Any:
         name = value.get(key) if isinstance(value, dict) else getattr(value, key, None)
         return f"={name}" if name in tags else None
 
-    union = Union[tuple(Annotated[m, Tag(f"={n}")] for n, m in tags.items())]  # noqa: UP007
-    return Annotated[
-        union,
+    union = Annotated[
+        Union[tuple(Annotated[m, Tag(f"={n}")] for n, m in tags.items())],  # noqa: UP007
         Discriminator(tag, custom_error_type=f"unknown_{kind.replace(' ', '_')}",
                       custom_error_message=f"unknown {kind} (choose from: {', '.join(tags)})"),
-        BeforeValidator(_shorthand),
     ]
+    return Annotated[union, BeforeValidator(_shorthand, json_schema_input_type=union | Literal[tuple(tags)])]
 
 
 # ---------------------------------------------------------------- data
@@ -256,7 +255,7 @@ class SearchSpec(StrictModel):
     algorithm: Literal["tpe", "random", "qmc", "grid", "cmaes", "gp", "nsga2"] = "tpe"
     num_trials: int | None = Field(None, ge=1, description="default: 10, or every grid point for grid")
     max_concurrent: int | None = Field(None, ge=1, description="default: as many as the resources allow")
-    time_budget: Annotated[float | None, BeforeValidator(_duration)] = Field(
+    time_budget: Annotated[float | None, BeforeValidator(_duration, json_schema_input_type=float | str | None)] = Field(
         None, gt=0, description="stop starting trials after this long: seconds, or 30m, 2h")
     scheduler: SchedulerSpec = Fifo(name="fifo")
     seed: int | None = Field(None, ge=0, description="sampler seed (default: train.seed)")

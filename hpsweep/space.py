@@ -151,16 +151,17 @@ class SearchSpace:
         return total
 
     def grid(self) -> Iterator[dict[str, Any]]:
-        """Every distinct configuration, branch parameters only where their branch is taken."""
+        """Every distinct configuration as a flat trial config (like `sample`), branch parameters only
+        where their branch is taken."""
         if self.continuous():
             raise ValueError(f"grid search needs finite parameters; continuous: {', '.join(self.continuous())}")
         axes: list[list[dict[str, Any]]] = [
-            [{name: v} for v in param_values(param) or []] for name, param in self._knobs.items()]
+            [{name: _encode(v, param)} for v in param_values(param) or []] for name, param in self._knobs.items()]
         for kind, options in self._branches.items():
             axes.append([
                 {kind: option, **dict(combo)}
                 for option, params in options.items()
-                for combo in product(*[[(f"{kind}.{option}.{n}", v) for v in param_values(p) or []]
+                for combo in product(*[[(f"{kind}.{option}.{n}", _encode(v, p)) for v in param_values(p) or []]
                                        for n, p in params.items()])
             ])
         for combo in product(*axes):
@@ -221,8 +222,14 @@ def _suggest(trial: optuna.Trial, name: str, param: Any) -> Any:
         return trial.suggest_float(name, *param.loguniform, log=True)
     if isinstance(param, IntRange):
         return trial.suggest_int(name, *param.int_, step=param.step, log=param.log)
-    values = [",".join(map(str, v)) if isinstance(v, list) else v for v in param.choice]
-    return trial.suggest_categorical(name, values)
+    return trial.suggest_categorical(name, [_encode(v, param) for v in param.choice])
+
+
+def _encode(value: Any, param: Any) -> Any:
+    """Optuna's categorical values are scalars: a searched list (milestones) travels as '3,6'."""
+    if isinstance(param, Choice) and isinstance(value, list):
+        return ",".join(map(str, value))
+    return value
 
 
 def grid_size(spec: SweepSpec) -> int:

@@ -141,7 +141,8 @@ def validate_data(data: dict[str, Any], source: str, base_dir: Path | None = Non
         spec = SweepSpec.model_validate(data)
     except ValidationError as exc:
         problems = problems_from(exc, data)
-        problems += check_constraints(_valid_sections(data))
+        sections, partial = _valid_sections(data)
+        problems += check_constraints(sections, partial)
         raise SpecError(source, problems) from None
     problems = check_constraints(_sections_of(spec))
     if problems:
@@ -160,9 +161,11 @@ def _sections_of(spec: SweepSpec) -> dict[str, Any]:
     return {name: getattr(spec, name) for name in SweepSpec.model_fields}
 
 
-def _valid_sections(data: dict[str, Any]) -> dict[str, Any]:
-    """The sections that validate on their own, so cross-section checks can still run."""
+def _valid_sections(data: dict[str, Any]) -> tuple[dict[str, Any], frozenset[str]]:
+    """The sections that validate on their own, so cross-section checks can still run, and which of
+    them are partial (validated without their bad keys)."""
     sections: dict[str, Any] = {}
+    partial: set[str] = set()
     for name in _CHECKED_SECTIONS:
         field = SweepSpec.model_fields[name]
         if name not in data:
@@ -178,7 +181,8 @@ def _valid_sections(data: dict[str, Any]) -> dict[str, Any]:
                 bad = {e["loc"][0] for e in exc.errors() if e["loc"]}
                 with contextlib.suppress(ValidationError):
                     sections[name] = adapter.validate_python({k: v for k, v in data[name].items() if k not in bad})
-    return sections
+                    partial.add(name)
+    return sections, frozenset(partial)
 
 
 _CHECKED_SECTIONS = ("data", "model", "train", "search", "space", "resources")

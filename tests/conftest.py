@@ -1,0 +1,65 @@
+"""Shared helpers: write sweep files from a valid base plus a patch, run the CLI in-process."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from hpsweep.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+SWEEPS = REPO / "sweeps"
+
+BASE: dict[str, Any] = {
+    "name": "t",
+    "trainable": "image_classifier",
+    "data": {"source": "sklearn_digits"},
+    "model": {"name": "mlp"},
+    "train": {"epochs": 4, "metric": "val_accuracy"},
+    "search": {"algorithm": "tpe", "num_trials": 4},
+    "space": {"lr": {"loguniform": [1.0e-4, 1.0e-1]}},
+}
+
+
+def merged(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge `patch` into a copy of `base`; a value of None deletes the key."""
+    out = copy.deepcopy(base)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict) and "replace" not in value:
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value.get("replace", value) if isinstance(value, dict) else value
+    return out
+
+
+@pytest.fixture
+def sweep_file(tmp_path: Path) -> Callable[..., Path]:
+    counter = iter(range(1000))
+
+    def write(patch: dict[str, Any] | None = None, text: str | None = None, raw: bytes | None = None) -> Path:
+        path = tmp_path / f"sweep{next(counter)}.yaml"
+        if raw is not None:
+            path.write_bytes(raw)
+        else:
+            path.write_text(text if text is not None else yaml.safe_dump(merged(BASE, patch or {})),
+                            encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main(list(argv))
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run

@@ -1,0 +1,85 @@
+"""Every shipped sweep validates; the JSON Schema editors use agrees with the validator."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+from conftest import SWEEPS
+
+from hpsweep.space import SearchSpace
+from hpsweep.spec import load_spec
+from hpsweep.yamlio import read_yaml
+
+SHIPPED = sorted(SWEEPS.glob("*.yaml"))
+
+
+def test_sweeps_folder_is_not_empty():
+    assert len(SHIPPED) >= 7
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_sweep_validates(path):
+    spec = load_spec(path)
+    assert spec.name == path.stem.replace("_", "-")
+    assert SearchSpace(spec.space).dimensions(), "a shipped sweep searches something"
+    assert spec.base_dir == path.parent.resolve()
+
+
+def test_validate_whole_folder(run_cli):
+    code, out, err = run_cli("validate", str(SWEEPS))
+    assert code == 0, err
+    assert len(out.strip().splitlines()) == len(SHIPPED)
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict:
+    import contextlib
+    import io
+
+    from hpsweep.cli import main
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        assert main(["schema"]) == 0
+    return json.loads(buffer.getvalue())
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_schema_accepts_shipped_sweeps(schema, path):
+    jsonschema.validate(read_yaml(path), schema)
+
+
+@pytest.mark.parametrize("patch", [
+    {"space": {"lrr": 0.1}},
+    {"search": {"algorithm": "bayes"}},
+    {"data": {"source": "mnist"}},
+    {"space": {"optimizer": {"name": "adam", "momentum": 0.9}}},
+    {"space": {"lr": {"loguniform": [0.1]}}},
+], ids=["unknown key", "unknown algorithm", "unknown source", "branch param", "one bound"])
+def test_schema_rejects_what_the_validator_rejects(schema, sweep_file, run_cli, patch):
+    file = sweep_file(patch)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(read_yaml(file), schema)
+    assert run_cli("validate", str(file))[0] == 2
+
+
+def test_yaml_reads_exponent_floats_and_refuses_merge_keys(sweep_file, run_cli):
+    file = sweep_file(text="name: e\ntrainable: image_classifier\ndata: {source: sklearn_digits}\n"
+                           "space: {lr: {loguniform: [1e-4, 1e-1]}, weight_decay: 5E-4}\n")
+    spec = load_spec(file)
+    assert spec.space.lr.loguniform == (1e-4, 0.1) and spec.space.weight_decay == 5e-4
+    merge = sweep_file(text="base: &b {source: sklearn_digits}\ndata:\n  <<: *b\n")
+    code, _, err = run_cli("validate", str(merge))
+    assert code == 2 and "merge keys are not supported" in err
+
+
+def test_space_command_shows_dimensions_and_draws(run_cli):
+    code, out, _ = run_cli("space", str(SWEEPS / "digits_mlp.yaml"), "--samples", "3")
+    assert code == 0
+    assert "optimizer.sgd.momentum" in out and "(when optimizer = sgd)" in out
+    draws = [line for line in out.splitlines() if line.strip()[:2] in ("1:", "2:", "3:")]
+    assert len(draws) == 3
+    for line in draws:
+        assert ("optimizer=sgd" in line) == ("optimizer.sgd.momentum=" in line)
