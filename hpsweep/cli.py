@@ -7,12 +7,17 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpsweep import __version__
 from hpsweep.errors import SpecError
+
+if TYPE_CHECKING:
+    from hpsweep.space import SearchSpace
+    from hpsweep.spec import SweepSpec
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -65,7 +70,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_space(args: argparse.Namespace) -> int:
-    from hpsweep.space import SearchSpace, make_sampler
+    from hpsweep.space import SearchSpace
     from hpsweep.spec import load_spec
 
     spec = load_spec(args.file)
@@ -81,15 +86,18 @@ def cmd_space(args: argparse.Namespace) -> int:
     print(f"distinct configurations: {size if size is not None else 'unbounded (continuous ranges)'}")
     if args.samples:
         print(f"first {args.samples} trials the {spec.search.algorithm} sampler draws:")
-        for index, config in enumerate(_first_configs(spec, space, make_sampler, args.samples), 1):
+        for index, config in enumerate(_first_configs(spec, space, args.samples), 1):
             print(f"  {index:>3}: " + "  ".join(f"{k}={_short(v)}" for k, v in config.items()))
     return EXIT_OK
 
 
-def _first_configs(spec: Any, space: Any, make_sampler: Callable[..., Any], count: int) -> list[dict[str, Any]]:
+def _first_configs(spec: SweepSpec, space: SearchSpace, count: int) -> list[dict[str, Any]]:
+    """What the sweep's sampler draws first (before any result could steer it)."""
     if spec.search.algorithm == "grid":
-        return [c for _, c in zip(range(count), space.grid(), strict=False)]
+        return list(islice(space.grid(), count))
     import optuna
+
+    from hpsweep.space import make_sampler
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     directions = ["maximize" if m == "max" else "minimize" for m in spec.train.modes()]

@@ -114,9 +114,8 @@ def _algorithm_fits(search: Any, train: Any, space: Any) -> list[Problem]:
                                     "would be the same (search something, or set search.num_trials: 1)"))
         return problems
     if algorithm == "grid":
-        continuous = compiled.continuous()
-        for name in continuous:
-            problems.append(Problem(f"space.{name}", "grid search needs finite values (choice or int), "
+        for dim in compiled.continuous():
+            problems.append(Problem(dim.path, "grid search needs finite values (choice or int), "
                                     "not a continuous range"))
         size = compiled.grid_size()
         if size is not None and search.num_trials and search.num_trials > size:

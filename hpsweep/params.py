@@ -204,7 +204,8 @@ class Domain:
                 raise ValueError(f"must be {self.describe()}: search it with choice, not int")
             self._check_bounds(param.bounds)
         elif not self.accepts(param):
-            raise ValueError(f"must be {self.describe()} (got {show_value(param)})")
+            hint = f"; to search these values write {{choice: {param}}}" if isinstance(param, list) else ""
+            raise ValueError(f"must be {self.describe()} (got {show_value(param)}){hint}")
         return param
 
     def _check_bounds(self, bounds: tuple[float, float]) -> None:

@@ -5,7 +5,16 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BeforeValidator, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from hpsweep.strict import StrictModel
 
@@ -180,14 +189,21 @@ class TrainSpec(StrictModel):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     seed: int = Field(0, ge=0)
 
-    @model_validator(mode="after")
-    def _modes_match(self) -> TrainSpec:
-        metrics = self.metrics()
-        if isinstance(self.mode, list) and len(self.mode) != len(metrics):
-            raise ValueError(f"mode lists {len(self.mode)} modes for {len(metrics)} metrics")
-        if len(set(metrics)) != len(metrics) or not metrics:
-            raise ValueError("metric must name distinct metrics")
-        return self
+    @field_validator("metric")
+    @classmethod
+    def _distinct(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and (not value or len(set(value)) != len(value)):
+            raise ValueError(f"list one or more distinct metrics (got {value})")
+        return value
+
+    @field_validator("mode")
+    @classmethod
+    def _one_mode_per_metric(cls, value: Any, info: ValidationInfo) -> Any:
+        metric = info.data.get("metric")
+        count = len(metric) if isinstance(metric, list) else 1
+        if isinstance(value, list) and metric is not None and len(value) != count:
+            raise ValueError(f"give one mode per metric: {count} metrics, {len(value)} modes")
+        return value
 
     def metrics(self) -> list[str]:
         return [self.metric] if isinstance(self.metric, str) else list(self.metric)

@@ -33,6 +33,7 @@ class Dimension:
     name: str
     param: Any
     condition: str = ""
+    path: str = ""  #: where the YAML sets it, for error messages
 
     def describe(self) -> str:
         p = self.param
@@ -86,46 +87,51 @@ class SearchSpace:
 
     def define_by_run(self, trial: optuna.Trial) -> dict[str, Any]:
         """For Ray Tune's OptunaSearch: suggests on `trial` and returns this trial's constants."""
-        return self._draw(trial)[1]
+        config, constants = self._draw(trial)
+        return {name: config[name] for name in constants}
 
     def sample(self, trial: optuna.Trial) -> dict[str, Any]:
         """The whole flat config of one trial (searched and fixed values), as a trainable receives it."""
-        suggested, constants = self._draw(trial)
-        return {**suggested, **constants}
+        return self._draw(trial)[0]
 
-    def _draw(self, trial: optuna.Trial) -> tuple[dict[str, Any], dict[str, Any]]:
-        suggested: dict[str, Any] = {}
-        constants: dict[str, Any] = {}
+    def _draw(self, trial: optuna.Trial) -> tuple[dict[str, Any], set[str]]:
+        """The trial's config in drawing order, and which of its names are constants."""
+        config: dict[str, Any] = {}
+        constants: set[str] = set()
 
         def take(name: str, param: Any) -> None:
             if is_searched(param):
-                suggested[name] = _suggest(trial, name, param)
+                config[name] = _suggest(trial, name, param)
             else:
-                constants[name] = param
+                config[name] = param
+                constants.add(name)
 
         for name, param in self._knobs.items():
             take(name, param)
         for kind, options in self._branches.items():
             if kind in self._searched_branches:
-                chosen = trial.suggest_categorical(kind, list(options))
-                suggested[kind] = chosen
+                chosen = config[kind] = trial.suggest_categorical(kind, list(options))
             else:
-                chosen = next(iter(options))
-                constants[kind] = chosen
+                chosen = config[kind] = next(iter(options))
+                constants.add(kind)
             for pname, param in options[chosen].items():
                 take(f"{kind}.{chosen}.{pname}", param)
-        return suggested, constants
+        return config, constants
 
     # ------------------------------------------------------------ introspection
 
     def dimensions(self) -> list[Dimension]:
-        dims = [Dimension(n, p) for n, p in self._knobs.items() if is_searched(p)]
+        dims = [Dimension(n, p, path=f"space.{'params.' if n in self._space.params else ''}{n}")
+                for n, p in self._knobs.items() if is_searched(p)]
         for kind, options in self._branches.items():
-            if kind in self._searched_branches:
-                dims.append(Dimension(kind, Choice(choice=list(options))))
+            searched = kind in self._searched_branches
+            if searched:
+                dims.append(Dimension(kind, Choice(choice=list(options)), path=f"space.{kind}"))
             for option, params in options.items():
-                cond = f"{kind} = {option}" if kind in self._searched_branches else ""
-                dims += [Dimension(f"{kind}.{option}.{n}", p, cond) for n, p in params.items() if is_searched(p)]
+                cond = f"{kind} = {option}" if searched else ""
+                where = f"space.{kind}.choice.{option}" if searched else f"space.{kind}"
+                dims += [Dimension(f"{kind}.{option}.{n}", p, cond, f"{where}.{n}")
+                         for n, p in params.items() if is_searched(p)]
         return dims
 
     def fixed(self) -> dict[str, Any]:
@@ -138,9 +144,9 @@ class SearchSpace:
                 out.update({f"{kind}.{option}.{n}": p for n, p in params.items() if not is_searched(p)})
         return out
 
-    def continuous(self) -> list[str]:
+    def continuous(self) -> list[Dimension]:
         """Searched dimensions with infinitely many values (grid search cannot take them)."""
-        return [d.name for d in self.dimensions() if param_values(d.param) is None]
+        return [d for d in self.dimensions() if param_values(d.param) is None]
 
     def grid_size(self) -> int | None:
         if self.continuous():
@@ -154,7 +160,8 @@ class SearchSpace:
         """Every distinct configuration as a flat trial config (like `sample`), branch parameters only
         where their branch is taken."""
         if self.continuous():
-            raise ValueError(f"grid search needs finite parameters; continuous: {', '.join(self.continuous())}")
+            names = ", ".join(d.name for d in self.continuous())
+            raise ValueError(f"grid search needs finite parameters; continuous: {names}")
         axes: list[list[dict[str, Any]]] = [
             [{name: _encode(v, param)} for v in param_values(param) or []] for name, param in self._knobs.items()]
         for kind, options in self._branches.items():

@@ -66,6 +66,11 @@ BAD_CONFIGS = [
     ("space.optimizer.nesterov", "needs momentum > 0",
      {"space": {"optimizer": {"name": "sgd", "nesterov": True, "momentum": {"uniform": [0.0, 0.9]}}}}),
     ("space.lr", "grid search needs finite values", {"search": {"algorithm": "grid"}}),
+    ("space.optimizer.choice.sgd.momentum", "grid search needs finite values",
+     {"search": {"algorithm": "grid"}, "space": {"replace": {
+         "optimizer": {"choice": {"adam": {}, "sgd": {"momentum": {"uniform": [0.5, 0.9]}}}}}}}),
+    ("train.mode", "one mode per metric", {"train": {"metric": ["val_accuracy", "val_loss"], "mode": ["max"]}}),
+    ("space.lr", "write {choice: [0.1, 0.01]}", {"space": {"lr": {"replace": [0.1, 0.01]}}}),
     ("search.num_trials", "only 2 distinct", {"search": {"algorithm": "grid", "num_trials": 5},
                                               "space": {"replace": {"batch_size": {"choice": [16, 32]}}}}),
     ("search.algorithm", "nsga2 optimises several metrics", {"search": {"algorithm": "nsga2"}}),
