@@ -105,6 +105,62 @@ def _first_configs(spec: SweepSpec, space: SearchSpace, count: int) -> list[dict
     return [space.sample(study.ask()) for _ in range(count)]
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """One trial in this process, without Ray, printing a line per epoch."""
+    from hpsweep.checkpoint import save_checkpoint
+    from hpsweep.data import prepare
+    from hpsweep.spec import load_spec
+    from hpsweep.trial import apply_overrides, check_metrics, first_config, run_trial
+
+    spec = load_spec(args.file)
+    if args.epochs:
+        spec = spec.model_copy(update={"train": spec.train.model_copy(update={"epochs": args.epochs})})
+    try:
+        config = apply_overrides(first_config(spec), args.set or [])
+        from hpsweep.space import SearchSpace
+
+        SearchSpace(spec.space).resolve(config)
+    except ValueError as exc:
+        raise BadInput(f"--set: {exc}") from None
+    data = prepare(spec)
+    check_metrics(spec, data)
+    print(f"training {spec.name}: {len(data.train)} train / {len(data.val)} val examples, config:")
+    print("  " + "  ".join(f"{k}={_short(v)}" for k, v in config.items()))
+    out = Path(args.out) if args.out else None
+
+    def show(report: Any) -> None:
+        shown = [f"{k} {v:.4g}" for k, v in report.metrics.items() if k.startswith(("train_", "val_"))]
+        mark = "  *best" if report.is_best else ""
+        print(f"epoch {report.epoch}/{spec.train.epochs}  " + "  ".join(shown)
+              + f"  ({report.metrics.get('epoch_time_s', 0):.2f}s){mark}", flush=True)
+        if out is not None and report.is_best:
+            save_checkpoint(report.state(), out)
+
+    _, result = run_trial(spec, data, config, on_epoch=show)
+    print(f"{result.status}: best {spec.train.metrics()[0]} {result.best_value:.4g} at epoch {result.best_epoch}"
+          + (f"; best checkpoint in {out}" if out is not None and result.best_epoch else ""))
+    return EXIT_FAILURE if result.status == "diverged" else EXIT_OK
+
+
+def cmd_export_digits(args: argparse.Namespace) -> int:
+    from hpsweep.data.digits import export_digits
+
+    count = export_digits(Path(args.folder), args.layout)
+    print(f"wrote {count} digit images to {args.folder} ({args.layout} layout)")
+    return EXIT_OK
+
+
+def cmd_export_diabetes(args: argparse.Namespace) -> int:
+    from sklearn.datasets import load_diabetes
+
+    frame = load_diabetes(as_frame=True, scaled=False).frame
+    path = Path(args.file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+    print(f"wrote {len(frame)} rows to {path} (target column: target)")
+    return EXIT_OK
+
+
 def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
@@ -127,10 +183,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE")
     p.add_argument("--samples", type=int, default=0, metavar="N", help="also draw N trial configs")
     p.set_defaults(func=cmd_space)
+
+    p = verbs.add_parser("train", help="train one trial here, without Ray (the sweep's first config, or --set)")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="fix a hyperparameter, e.g. --set lr=0.01 --set optimizer=sgd (repeatable)")
+    p.add_argument("--epochs", type=int, help="override train.epochs")
+    p.add_argument("--out", metavar="DIR", help="save the best epoch's checkpoint here")
+    p.set_defaults(func=cmd_train)
+
+    data = verbs.add_parser("data", help="write bundled datasets as files").add_subparsers(
+        dest="data_verb", required=True, metavar="VERB")
+    p = data.add_parser("export-digits", help="scikit-learn's digits as image files")
+    p.add_argument("folder", metavar="DIR")
+    p.add_argument("--layout", choices=["folders", "csv", "filename"], default="folders",
+                   help="folders: DIR/<digit>/*.png; csv: DIR/labels.csv + DIR/images; filename: label in the name")
+    p.set_defaults(func=cmd_export_digits)
+    p = data.add_parser("export-diabetes", help="scikit-learn's diabetes table (regression) as a CSV")
+    p.add_argument("file", metavar="FILE")
+    p.set_defaults(func=cmd_export_diabetes)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from hpsweep.checkpoint import CheckpointError
+    from hpsweep.models import ModelError
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
@@ -141,6 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(line, file=sys.stderr)
         return EXIT_BAD_INPUT
     except BadInput as exc:
+        print(f"hpsweep: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (ModelError, CheckpointError) as exc:
         print(f"hpsweep: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -94,6 +94,7 @@ class SweepSpec(StrictModel):
     registry: RegistrySpec = RegistrySpec()
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+    _source: str = PrivateAttr(default="<sweep>")
 
     @field_validator("trainable")
     @classmethod
@@ -103,6 +104,11 @@ class SweepSpec(StrictModel):
             raise ValueError(f"unknown trainable {value!r}{did_you_mean(value, known)} "
                              f"(registered: {', '.join(known) or 'none'})")
         return value
+
+    @property
+    def source(self) -> str:
+        """The sweep file this spec was read from, for error messages."""
+        return self._source
 
     @property
     def base_dir(self) -> Path:
@@ -148,6 +154,7 @@ def validate_data(data: dict[str, Any], source: str, base_dir: Path | None = Non
     if problems:
         raise SpecError(source, problems)
     spec._base_dir = (base_dir or Path.cwd()).resolve()
+    spec._source = source
     return spec
 
 
