@@ -20,11 +20,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Until `hpsweep run` lands (issue 4) the demo validates every shipped sweep and shows
-# the trials the digits sweep would draw from its search space.
+# Until `hpsweep run` lands (issue 4) the demo validates every shipped sweep, shows the
+# trials the digits sweep would draw, and trains its first trial in-process.
 demo: $(STAMP)
 	$(BIN)/hpsweep validate sweeps/
 	$(BIN)/hpsweep space sweeps/digits_mlp.yaml --samples 5
+	$(BIN)/hpsweep train sweeps/digits_mlp.yaml
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

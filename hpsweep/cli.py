@@ -8,7 +8,6 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,8 +15,7 @@ from hpsweep import __version__
 from hpsweep.errors import SpecError
 
 if TYPE_CHECKING:
-    from hpsweep.space import SearchSpace
-    from hpsweep.spec import SweepSpec
+    pass
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -86,39 +84,26 @@ def cmd_space(args: argparse.Namespace) -> int:
     print(f"distinct configurations: {size if size is not None else 'unbounded (continuous ranges)'}")
     if args.samples:
         print(f"first {args.samples} trials the {spec.search.algorithm} sampler draws:")
-        for index, config in enumerate(_first_configs(spec, space, args.samples), 1):
+        from hpsweep.space import first_configs
+
+        for index, config in enumerate(first_configs(spec, args.samples), 1):
             print(f"  {index:>3}: " + "  ".join(f"{k}={_short(v)}" for k, v in config.items()))
     return EXIT_OK
-
-
-def _first_configs(spec: SweepSpec, space: SearchSpace, count: int) -> list[dict[str, Any]]:
-    """What the sweep's sampler draws first (before any result could steer it)."""
-    if spec.search.algorithm == "grid":
-        return list(islice(space.grid(), count))
-    import optuna
-
-    from hpsweep.space import make_sampler
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    directions = ["maximize" if m == "max" else "minimize" for m in spec.train.modes()]
-    study = optuna.create_study(sampler=make_sampler(spec), directions=directions)
-    return [space.sample(study.ask()) for _ in range(count)]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     """One trial in this process, without Ray, printing a line per epoch."""
     from hpsweep.checkpoint import save_checkpoint
     from hpsweep.data import prepare
+    from hpsweep.space import SearchSpace, first_configs
     from hpsweep.spec import load_spec
-    from hpsweep.trial import apply_overrides, check_metrics, first_config, run_trial
+    from hpsweep.trial import apply_overrides, check_metrics, run_trial
 
     spec = load_spec(args.file)
     if args.epochs:
         spec = spec.model_copy(update={"train": spec.train.model_copy(update={"epochs": args.epochs})})
     try:
-        config = apply_overrides(first_config(spec), args.set or [])
-        from hpsweep.space import SearchSpace
-
+        config = apply_overrides(first_configs(spec, 1)[0], args.set or [])
         SearchSpace(spec.space).resolve(config)
     except ValueError as exc:
         raise BadInput(f"--set: {exc}") from None

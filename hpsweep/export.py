@@ -47,8 +47,15 @@ def log_model(net: Net, description: dict[str, Any], name: str = "model") -> Any
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = save_model(Path(tmp) / "hpsweep-model", net, description)
-        return mlflow.pyfunc.log_model(name=name, python_model=HpsweepModel(),
-                                       artifacts={"model": str(folder)})
+        return mlflow.pyfunc.log_model(name=name, python_model=HpsweepModel(), artifacts={"model": str(folder)},
+                                       pip_requirements=_requirements())
+
+
+def _requirements() -> list[str]:
+    """Pinned from this environment, so MLflow need not infer them (which imports the model in a subprocess)."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("torch", "numpy", "pandas", "pyyaml", "pydantic", "hpsweep")]
 
 
 def registry_state_dict(uri: str) -> dict[str, torch.Tensor]:
@@ -77,7 +84,8 @@ class HpsweepModel(PythonModel):  # type: ignore[misc]
     def load_context(self, context: Any) -> None:
         self.net, self.description = load_model(Path(context.artifacts["model"]))
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+    # MLflow derives a schema from type hints on predict; ours take arrays or tables, so none are given.
+    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
         import pandas as pd
 
         from hpsweep.data import tabular

@@ -112,6 +112,7 @@ class CsvAnnotations(_ImageData):
     csv: str = Field(min_length=1, description="the CSV file, relative to the sweep file")
     path_column: str = "path"
     label_column: str = "label"
+    class_names: list[str] | None = Field(None, description="the labels, in class order; others are errors")
 
 
 class FilenameLabels(_ImageData):

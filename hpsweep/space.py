@@ -12,7 +12,7 @@ import math
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from itertools import product
+from itertools import islice, product
 from typing import TYPE_CHECKING, Any
 
 from hpsweep.optim import OPTIMIZERS, SCHEDULERS, BranchDecl
@@ -237,6 +237,19 @@ def _encode(value: Any, param: Any) -> Any:
     if isinstance(param, Choice) and isinstance(value, list):
         return ",".join(map(str, value))
     return value
+
+
+def first_configs(spec: SweepSpec, count: int) -> list[dict[str, Any]]:
+    """The configurations a sweep's first trials get, before any result could steer the sampler."""
+    space = SearchSpace(spec.space)
+    if spec.search.algorithm == "grid":
+        return list(islice(space.grid(), count))
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    directions = ["maximize" if m == "max" else "minimize" for m in spec.train.modes()]
+    study = optuna.create_study(sampler=make_sampler(spec), directions=directions)
+    return [space.sample(study.ask()) for _ in range(count)]
 
 
 def grid_size(spec: SweepSpec) -> int:

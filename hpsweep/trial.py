@@ -7,7 +7,6 @@ train the same way.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from itertools import islice
 from typing import Any
 
 import torch
@@ -17,7 +16,7 @@ from hpsweep.data.base import DataError, PreparedData
 from hpsweep.loop import EpochReport, FitResult, LoopSettings, fit, reported_metrics
 from hpsweep.models import Net, build_model
 from hpsweep.sections import IMAGE_SOURCES
-from hpsweep.space import SearchSpace, TrialParams, make_sampler
+from hpsweep.space import SearchSpace, TrialParams
 from hpsweep.spec import SweepSpec
 
 
@@ -54,19 +53,6 @@ def run_trial(spec: SweepSpec, data: PreparedData, config: Mapping[str, Any], *,
     result = fit(net, data.for_search(), params, loop_settings(spec), on_epoch=on_epoch, resume=resume,
                  device=device)
     return net, result
-
-
-def first_config(spec: SweepSpec) -> dict[str, Any]:
-    """The configuration a sweep's first trial gets: the seeded sampler's first draw (or first grid point)."""
-    space = SearchSpace(spec.space)
-    if spec.search.algorithm == "grid":
-        return next(islice(space.grid(), 1))
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    directions = ["maximize" if m == "max" else "minimize" for m in spec.train.modes()]
-    study = optuna.create_study(sampler=make_sampler(spec), directions=directions)
-    return space.sample(study.ask())
 
 
 def apply_overrides(config: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:

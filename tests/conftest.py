@@ -63,3 +63,22 @@ def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str,
         return code, captured.out, captured.err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def digit_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """scikit-learn's real digits written once per session in every on-disk layout."""
+    from hpsweep.data.digits import export_digits
+
+    root = tmp_path_factory.mktemp("digits")
+    for layout in ("folders", "csv", "filename"):
+        export_digits(root / layout, layout)  # type: ignore[arg-type]
+    return root
+
+
+def spec_for(tmp: Path, **sections: Any) -> Any:
+    """A validated spec whose relative paths resolve against `tmp`."""
+    from hpsweep.spec import validate_data
+
+    data = merged(BASE, sections)
+    return validate_data(data, str(tmp / "sweep.yaml"), base_dir=tmp)

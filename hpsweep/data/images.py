@@ -55,7 +55,8 @@ def list_folder_classes(folder: Path, fail: Fail, field: str, class_names: Seque
     return Listing(tuple(paths), tuple(labels), tuple(classes))
 
 
-def list_csv(csv: Path, path_column: str, label_column: str, fail: Fail) -> Listing:
+def list_csv(csv: Path, path_column: str, label_column: str, fail: Fail,
+             class_names: Sequence[str] | None = None) -> Listing:
     """A CSV of image paths (relative to the CSV's folder) and labels."""
     if not csv.is_file():
         raise fail("data.csv", f"file not found: {csv}")
@@ -71,7 +72,14 @@ def list_csv(csv: Path, path_column: str, label_column: str, fail: Fail) -> List
     empty = table[label_column].str.strip() == ""
     if empty.any():
         raise fail("data.label_column", f"{csv} row {int(empty.idxmax()) + 2} has no label")
-    classes = sorted(table[label_column].unique(), key=_natural)
+    classes = sorted(table[label_column].unique(), key=natural_key)
+    if class_names is not None:
+        unknown = ~table[label_column].isin(class_names)
+        if unknown.any():
+            row = int(unknown.idxmax())
+            raise fail("data.label_column", f"{csv} row {row + 2} has label {table[label_column][row]!r}, "
+                       f"which is not in data.class_names")
+        classes = list(class_names)
     index = {name: i for i, name in enumerate(classes)}
     paths = tuple((csv.parent / p).resolve() for p in table[path_column])
     for path in paths:
@@ -96,7 +104,7 @@ def list_by_filename(folder: Path, pattern: str, class_names: Sequence[str] | No
     if not found:
         raise fail("data.pattern", f"matches none of the {len(files)} image names in {folder} "
                    f"(e.g. {files[0].name!r})")
-    labels = sorted({label for _, label in found}, key=_natural)
+    labels = sorted({label for _, label in found}, key=natural_key)
     names = tuple(labels)
     if class_names is not None:
         if len(class_names) != len(labels):
@@ -107,7 +115,7 @@ def list_by_filename(folder: Path, pattern: str, class_names: Sequence[str] | No
     return Listing(tuple(p for p, _ in found), tuple(index[label] for _, label in found), names)
 
 
-def _natural(label: str) -> tuple[int, float | str]:
+def natural_key(label: str) -> tuple[int, float | str]:
     """Numeric labels sort as numbers (2 before 10), others as text."""
     try:
         return (0, float(label))

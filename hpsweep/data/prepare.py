@@ -7,12 +7,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 
 from hpsweep.data import tabular
 from hpsweep.data.base import DataError, PreparedData, Split
 from hpsweep.data.digits import load_digits, resize_uint8
-from hpsweep.data.images import Listing, decode_images, list_by_filename, list_csv, list_folder_classes
+from hpsweep.data.images import Listing, decode_images, list_by_filename, list_csv, list_folder_classes, natural_key
 from hpsweep.data.split import split_indices
 from hpsweep.params import param_extremes
 from hpsweep.sections import CsvAnnotations, FilenameLabels, ImageFolder, SklearnDigits, TabularCsv
@@ -51,6 +52,10 @@ def _prepare_images(spec: SweepSpec, fail: Any) -> PreparedData:
     images, labels, ids, class_names, given_splits = _load_images(spec, fail)
     if len(labels) < len(class_names):
         raise fail("data", f"{len(labels)} images for {len(class_names)} classes: fewer examples than classes")
+    counts = torch.bincount(labels, minlength=len(class_names))
+    if bool((counts == 0).any()):
+        empty = class_names[int(torch.nonzero(counts == 0)[0])]
+        raise fail("data.class_names", f"class {empty!r} has no examples")
     if given_splits is None:
         given_splits = split_indices(labels, data.split, spec.train.seed, stratify=True)
     train, val, test = (_take(images, labels, ids, idx) for idx in given_splits)
@@ -77,7 +82,7 @@ def _load_images(spec: SweepSpec, fail: Any) -> tuple[Any, ...]:
     if isinstance(data, ImageFolder):
         listing, given = _list_folder(spec.resolve_path(data.path), fail)
     elif isinstance(data, CsvAnnotations):
-        listing = list_csv(spec.resolve_path(data.csv), data.path_column, data.label_column, fail)
+        listing = list_csv(spec.resolve_path(data.csv), data.path_column, data.label_column, fail, data.class_names)
     else:
         assert isinstance(data, FilenameLabels)
         listing = list_by_filename(spec.resolve_path(data.path), data.pattern, data.class_names, fail)
@@ -153,15 +158,15 @@ def _prepare_table(spec: SweepSpec, data: TabularCsv, fail: Any) -> PreparedData
     table = table[table[data.target].notna()].reset_index(drop=True)
     if data.task == "classification":
         labels_text = table[data.target].astype(str)
-        class_names = tuple(sorted(labels_text.unique(), key=lambda v: (not v.lstrip("-").isdigit(), v)))
+        class_names = tuple(sorted(labels_text.unique(), key=natural_key))
         y = torch.as_tensor(labels_text.map({c: i for i, c in enumerate(class_names)}).to_numpy(), dtype=torch.int64)
         if len(y) < len(class_names):
             raise fail("data", f"{len(y)} rows for {len(class_names)} classes: fewer examples than classes")
     else:
-        if not pandas_numeric(table[data.target]):
+        if not pd.api.types.is_numeric_dtype(table[data.target]):
             raise fail("data.target", f"column {data.target!r} is not numeric; use task: classification")
         class_names = ()
-        y = torch.as_tensor(table[data.target].to_numpy(dtype="float64"), dtype=torch.float32)
+        y = torch.tensor(table[data.target].to_numpy(dtype="float64"), dtype=torch.float32)
     train_i, val_i, test_i = split_indices(y if data.task == "classification" else torch.zeros(len(y)),
                                            data.split, spec.train.seed, stratify=data.task == "classification")
     preprocessing = tabular.fit_preprocessing(table.iloc[train_i.numpy()], features, set(data.categorical))
@@ -179,8 +184,3 @@ def _prepare_table(spec: SweepSpec, data: TabularCsv, fail: Any) -> PreparedData
     return PreparedData(train, val, test if len(test) else None, data.task, class_names, mean, std, False,
                         preprocessing)
 
-
-def pandas_numeric(column: Any) -> bool:
-    import pandas as pd
-
-    return bool(pd.api.types.is_numeric_dtype(column))

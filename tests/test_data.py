@@ -1,0 +1,149 @@
+"""Data sources on real digit images written by the tests, and the preflight errors for bad data."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from conftest import spec_for
+
+from hpsweep.data import DataError, prepare
+
+FILENAME_PATTERN = r"input_\d+_\d+_(?P<label>\d+)\.png$"
+
+
+def _prepare(tmp: Path, data: dict, **sections: object):
+    return prepare(spec_for(tmp, data={"replace": data}, **sections))
+
+
+def test_bundled_digits_split_is_stratified_and_seeded(tmp_path):
+    data = _prepare(tmp_path, {"source": "sklearn_digits"})
+    assert (len(data.train), len(data.val), len(data.test)) == (1259, 269, 269)
+    assert data.train.x.dtype == torch.uint8 and data.input_shape == (1, 8, 8)
+    for split in (data.train, data.val, data.test):  # every class in every split, in proportion
+        counts = torch.bincount(split.y, minlength=10).double()
+        assert (counts / counts.sum() - 0.1).abs().max() < 0.02
+    again = _prepare(tmp_path, {"source": "sklearn_digits"})
+    assert torch.equal(again.val.y, data.val.y) and data.fingerprint() == again.fingerprint()
+    other = prepare(spec_for(tmp_path, data={"replace": {"source": "sklearn_digits"}}, train={"seed": 1}))
+    assert other.fingerprint() != data.fingerprint()
+    assert data.for_search().test is None
+
+
+@pytest.mark.parametrize("layout", ["folders", "csv", "filename"])
+def test_file_layouts_decode_the_same_images(tmp_path, digit_files, layout):
+    source = {
+        "folders": {"source": "image_folder", "path": str(digit_files / "folders")},
+        "csv": {"source": "csv_annotations", "csv": str(digit_files / "csv" / "labels.csv")},
+        "filename": {"source": "filename_labels", "path": str(digit_files / "filename"),
+                     "pattern": FILENAME_PATTERN},
+    }[layout]
+    data = _prepare(tmp_path, {**source, "image_size": 16})
+    assert len(data.train) + len(data.val) + len(data.test) == 1797
+    assert data.class_names == tuple(str(d) for d in range(10))
+    assert data.input_shape == (1, 16, 16)  # grey PNGs stay one channel; resized once at decode
+    bundled = _prepare(tmp_path, {"source": "sklearn_digits", "image_size": 16})
+    pixel_sum = sum(int(s.x.sum(dtype=torch.int64)) for s in (data.train, data.val, data.test))
+    bundled_sum = sum(int(s.x.sum(dtype=torch.int64)) for s in (bundled.train, bundled.val, bundled.test))
+    assert abs(pixel_sum - bundled_sum) / bundled_sum < 0.02  # the same images, up to resampling
+    assert all(Path(i).is_file() for i in data.val.ids[:5])
+
+
+def test_image_folder_with_train_and_test_folders(tmp_path, digit_files):
+    root = tmp_path / "mnist"
+    for digit in range(10):
+        files = sorted((digit_files / "folders" / str(digit)).iterdir())
+        for split, chosen in (("train", files[:-20]), ("test", files[-20:])):
+            (root / split / str(digit)).mkdir(parents=True)
+            for f in chosen:
+                shutil.copy(f, root / split / str(digit) / f.name)
+    data = _prepare(tmp_path, {"source": "image_folder", "path": "mnist"})
+    assert len(data.test) == 200 and all("/test/" in i for i in data.test.ids)
+    assert not any("/test/" in i for i in data.train.ids + data.val.ids)
+    assert len(data.val) > 0 and all("/train/" in i for i in data.val.ids)
+
+
+def test_tabular_statistics_come_from_training_rows_only(tmp_path):
+    rows = 300
+    frame = pd.DataFrame({
+        "size": [float(i) for i in range(rows)],
+        "colour": ["red", "green", "blue"] * (rows // 3),
+        "noise": [None if i % 10 == 0 else i % 7 for i in range(rows)],
+        "price": [2.0 * i + 5 for i in range(rows)],
+    })
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    data = _prepare(tmp_path, {"source": "tabular_csv", "path": "t.csv", "target": "price", "task": "regression"},
+                    trainable="tabular")
+    columns = {c["name"]: c for c in data.preprocessing["columns"]}
+    assert columns["colour"]["kind"] == "categorical" and columns["colour"]["categories"] == ["blue", "green", "red"]
+    train_rows = [int(i.split()[1]) - 2 for i in data.train.ids]
+    assert columns["size"]["mean"] == pytest.approx(frame["size"].iloc[train_rows].mean())
+    assert data.input_shape == (1 + 3 + 1,) and torch.isfinite(data.train.x).all()  # missing values filled
+    assert data.task == "regression" and data.mean[0] == pytest.approx(frame["price"].iloc[train_rows].mean())
+
+
+def _write_csv(path: Path, rows: list[tuple[str, str]], header: str = "path,label") -> Path:
+    path.write_text(header + "\n" + "".join(f"{p},{label}\n" for p, label in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def small_folder(tmp_path, digit_files) -> Path:
+    root = tmp_path / "small"
+    for digit in range(3):
+        (root / str(digit)).mkdir(parents=True)
+        for f in sorted((digit_files / "folders" / str(digit)).iterdir())[:12]:
+            shutil.copy(f, root / str(digit) / f.name)
+    return root
+
+
+BAD_DATA = {
+    "missing folder": ({"source": "image_folder", "path": "nowhere"}, "data.path", "folder not found"),
+    "no class folders": ({"source": "image_folder", "path": "empty"}, "data.path", "no class sub-folders"),
+    "empty class": ({"source": "image_folder", "path": "small"}, "data.path", "class 'empty' has no images"),
+    "corrupt image": ({"source": "image_folder", "path": "small"}, "data", "cannot read image"),
+    "csv missing column": ({"source": "csv_annotations", "csv": "bad.csv"}, "data.label_column",
+                           "column 'label' is not in"),
+    "csv unknown label": ({"source": "csv_annotations", "csv": "labels.csv", "class_names": ["0", "1"]},
+                          "data.label_column", "which is not in data.class_names"),
+    "csv missing image": ({"source": "csv_annotations", "csv": "ghost.csv"}, "data.csv", "does not exist"),
+    "regex matches nothing": ({"source": "filename_labels", "path": "small/0", "pattern": r"(?P<label>x\d)\.png"},
+                              "data.pattern", "matches none of the 12 image names"),
+    "no images": ({"source": "filename_labels", "path": "empty", "pattern": "(?P<label>.)"},
+                  "data.path", "no images found"),
+    "class with no examples": ({"source": "csv_annotations", "csv": "labels.csv", "class_names": ["0", "1", "2", "9"]},
+                               "data.class_names", "class '9' has no examples"),
+    "fewer examples than classes": ({"source": "csv_annotations", "csv": "two.csv",
+                                     "class_names": ["0", "1", "2"]}, "data", "fewer examples than classes"),
+    "missing target": ({"source": "tabular_csv", "path": "t.csv", "target": "y", "task": "regression"},
+                       "data.target", "column 'y' is not in"),
+    "batch larger than train": ({"source": "image_folder", "path": "small"}, "space.batch_size",
+                                "larger than the training split"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_DATA))
+def test_bad_data_is_caught_before_training(tmp_path, small_folder, case):
+    data, field, fragment = BAD_DATA[case]
+    (tmp_path / "empty").mkdir()
+    files = sorted(small_folder.rglob("*.png"))
+    _write_csv(tmp_path / "labels.csv", [(str(f), f.parent.name) for f in files])
+    _write_csv(tmp_path / "two.csv", [(str(f), f.parent.name) for f in files[:2]])
+    _write_csv(tmp_path / "bad.csv", [(str(f), "x") for f in files], header="path,klass")
+    _write_csv(tmp_path / "ghost.csv", [("ghost.png", "0")])
+    pd.DataFrame({"x": [1.0, 2.0, 3.0], "z": [1, 2, 3]}).to_csv(tmp_path / "t.csv", index=False)
+    if case == "empty class":
+        (small_folder / "empty").mkdir()
+    if case == "corrupt image":
+        (small_folder / "1" / "broken.png").write_bytes(b"not a png at all")
+    space = {"space": {"batch_size": 64}} if case == "batch larger than train" else {"space": {"batch_size": 4}}
+    with pytest.raises(DataError) as caught:
+        _prepare(tmp_path, data, **space)
+    (line,) = caught.value.lines()
+    assert line.startswith(f"{tmp_path / 'sweep.yaml'}: {field}: "), line
+    assert fragment in line
+    if case == "corrupt image":
+        assert "broken.png" in line
