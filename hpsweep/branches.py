@@ -38,6 +38,14 @@ class FixedBranch(BranchParams):
         return {self.name: self.given()}  # type: ignore[attr-defined]
 
 
+def _importable(cls: type) -> type:
+    """Generated classes are bound to this module under their name, so pickle (Ray does) finds them."""
+    cls.__module__ = __name__
+    cls.__qualname__ = cls.__name__
+    globals()[cls.__name__] = cls
+    return cls
+
+
 def _params_model(kind: str, decl: BranchDecl, with_name: bool) -> type[BranchParams]:
     fields: dict[str, Any] = {
         pname: (knob(p.domain), ...) if p.required else (knob(p.domain) | None, None)
@@ -50,7 +58,7 @@ def _params_model(kind: str, decl: BranchDecl, with_name: bool) -> type[BranchPa
                          __base__=FixedBranch if with_name else BranchParams,
                          __doc__=f"{kind} {decl.name}: {decl.help}", **fields)
     model._owner = decl.name
-    return model
+    return _importable(model)
 
 
 def _as_mapping(value: Any) -> Any:
@@ -88,11 +96,11 @@ def _branch_type(kind: str, registry: Mapping[str, BranchDecl]) -> Any:
                       custom_error_message=f"unknown {kind} (choose from: {', '.join(names)})"),
     ]
 
-    choice_map = create_model(
+    choice_map = _importable(create_model(
         f"{kind.title()}Options", __base__=StrictModel,
         __doc__=f"the {kind}s to search among, each with its own parameters",
         **{name: (_params_model(kind, decl, with_name=False) | None, None) for name, decl in registry.items()},
-    )
+    ))
 
     option_names = Literal[tuple(names)]  # type: ignore[valid-type]
 
@@ -111,7 +119,8 @@ def _branch_type(kind: str, registry: Mapping[str, BranchDecl]) -> Any:
         def options(self) -> dict[str, dict[str, Any]]:
             return {name: getattr(self.choice, name).given() for name in names if name in self.choice.model_fields_set}
 
-    Choice.__name__ = Choice.__qualname__ = f"{kind.title()}Choice"
+    Choice.__name__ = f"{kind.title()}Choice"
+    _importable(Choice)
 
     def tag(value: Any) -> str:
         if isinstance(value, dict) and "choice" in value:

@@ -124,6 +124,115 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_FAILURE if result.status == "diverged" else EXIT_OK
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """Validate, then run the whole sweep on Ray Tune, showing a compact table of trials."""
+    from hpsweep.runner import run_sweep
+    from hpsweep.spec import validate_data
+    from hpsweep.yamlio import read_yaml
+
+    path = Path(args.file)
+    raw = read_yaml(path)
+    try:
+        raw = _apply_sets(raw, args.set or [], trials=args.trials, concurrency=args.concurrency)
+    except ValueError as exc:
+        raise BadInput(f"--set: {exc}") from None
+    spec = validate_data(raw, str(path), base_dir=path.parent)
+    print(f"sweep {spec.name}: {spec.num_trials} trials, {spec.search.algorithm} search, "
+          f"{spec.search.scheduler.name} scheduler, optimising {spec.train.metrics()[0]}")
+    table = ProgressTable(spec.train.metrics()[0], sys.stdout.isatty())
+    outcome = run_sweep(spec, raw, path.read_text(encoding="utf-8"), uri=args.tracking_uri,
+                        storage=args.storage, on_progress=table.update, verbose=args.verbose)
+    table.close()
+    total = len(outcome.trials)
+    print(f"{total} trials: {total - outcome.failed} finished, {outcome.failed} failed")
+    if outcome.best is not None:
+        _, record = outcome.best
+        print(f"best: trial {record.number}, {outcome.metric} {record.best:.4g}")
+        print("  " + "  ".join(f"{k}={v}" for k, v in outcome.best_params.items()))
+    print(f"MLflow: experiment {outcome.experiment!r}, parent run {outcome.parent_run_id} ({outcome.tracking_uri})")
+    print(f"see it: mlflow ui --backend-store-uri {outcome.tracking_uri}  (then open http://127.0.0.1:5000)")
+    return EXIT_FAILURE if total and outcome.failed == total else EXIT_OK
+
+
+def _apply_sets(raw: dict[str, Any], sets: Sequence[str], trials: int | None, concurrency: int | None
+                ) -> dict[str, Any]:
+    """`section.key=value` sets a sweep-file value; a bare `key=value` fixes a hyperparameter (space.key)."""
+    import copy
+
+    import yaml
+
+    from hpsweep.spec import SweepSpec
+
+    out = copy.deepcopy(raw)
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"takes key=value (got {item!r})")
+        path = key.strip().split(".")
+        if path[0] not in SweepSpec.model_fields:
+            path = ["space", *path]
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"{key} does not name a mapping in the sweep file")
+        node[path[-1]] = yaml.safe_load(value) if value.strip() else None
+    for name, number in (("num_trials", trials), ("max_concurrent", concurrency)):
+        if number is not None:
+            out.setdefault("search", {})[name] = number
+    return out
+
+
+class ProgressTable:
+    """One row per trial: redrawn in place on a terminal, a line per finished trial otherwise."""
+
+    def __init__(self, metric: str, live: bool) -> None:
+        self.metric, self.live = metric, live
+        self.rows: dict[int, str] = {}
+        self.drawn = 0
+        print(f"{'trial':>5}  {'status':<13} {'epoch':>5}  {metric:>12}  params")
+
+    def update(self, event: Any) -> None:
+        value = f"{event.value:.4g}" if event.value is not None else "-"
+        params = "  ".join(f"{k}={_short(v)}" for k, v in event.params.items())
+        status = event.status if event.event == "end" else "running"
+        row = f"{event.trial:>5}  {status:<13} {event.epoch:>5}  {value:>12}  {params}"
+        self.rows[event.trial] = row
+        if self.live:
+            sys.stdout.write(f"\x1b[{self.drawn}F" if self.drawn else "")
+            for line in self.rows.values():
+                sys.stdout.write(f"\x1b[2K{line[:200]}\n")
+            self.drawn = len(self.rows)
+            sys.stdout.flush()
+        elif event.event == "end":
+            print(row, flush=True)
+
+    def close(self) -> None:
+        if self.live:
+            sys.stdout.flush()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from hpsweep.status import UnknownSweep, sweep_status
+
+    name = args.name
+    if name.endswith((".yaml", ".yml")):
+        from hpsweep.spec import load_spec
+
+        name = load_spec(name).experiment_name
+    try:
+        status = sweep_status(name, args.tracking_uri)
+    except UnknownSweep as exc:
+        raise BadInput(str(exc)) from None
+    print(f"sweep {status.sweep_id} ({status.status}), parent run {status.parent_run_id}")
+    print(f"{'trial':<10} {'status':<9} {'stopped by':<13} {'epochs':>6}  {'best ' + status.metric:>18}  params")
+    for row in status.trials:
+        best = f"{row.best:.4g}" if row.best is not None else "-"
+        params = "  ".join(f"{k}={v}" for k, v in row.params.items())
+        print(f"{row.name:<10} {row.status:<9} {row.stop_reason:<13} {row.epochs:>6}  {best:>18}  {params}")
+    return EXIT_OK
+
+
 def cmd_export_digits(args: argparse.Namespace) -> int:
     from hpsweep.data.digits import export_digits
 
@@ -174,6 +283,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="save the best epoch's checkpoint here")
     p.set_defaults(func=cmd_train)
 
+    p = verbs.add_parser("run", help="run a sweep on Ray Tune and record it in MLflow")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override the sweep file: train.epochs=3, or a hyperparameter: lr=0.01 (repeatable)")
+    p.add_argument("--trials", type=int, help="search.num_trials")
+    p.add_argument("--concurrency", type=int, help="search.max_concurrent")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p.add_argument("--storage", help="Ray Tune results: a folder or s3:// URI (default: ./hpsweep-results)")
+    p.set_defaults(func=cmd_run)
+
+    p = verbs.add_parser("status", help="the trials of the latest run of a sweep, from MLflow")
+    p.add_argument("name", metavar="NAME", help="the sweep's name (its MLflow experiment), or its YAML file")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p.set_defaults(func=cmd_status)
+
     data = verbs.add_parser("data", help="write bundled datasets as files").add_subparsers(
         dest="data_verb", required=True, metavar="VERB")
     p = data.add_parser("export-digits", help="scikit-learn's digits as image files")
@@ -190,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from hpsweep.checkpoint import CheckpointError
     from hpsweep.models import ModelError
+    from hpsweep.trainable import UnknownTrainable
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -203,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BadInput as exc:
         print(f"hpsweep: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (ModelError, CheckpointError) as exc:
+    except (ModelError, CheckpointError, UnknownTrainable) as exc:
         print(f"hpsweep: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

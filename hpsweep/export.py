@@ -41,14 +41,23 @@ def load_model(folder: Path) -> tuple[Net, dict[str, Any]]:
     return net.eval(), description
 
 
-def log_model(net: Net, description: dict[str, Any], name: str = "model") -> Any:
-    """Log as an MLflow pyfunc in the active run; returns MLflow's ModelInfo."""
+def log_model(net: Net, description: dict[str, Any], name: str = "model", example: Any = None) -> Any:
+    """Log as an MLflow pyfunc in the active run, with a signature and input example when `example`
+    (raw inputs) is given; returns MLflow's ModelInfo."""
     import mlflow
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = save_model(Path(tmp) / "hpsweep-model", net, description)
+        signature = None
+        if example is not None:
+            from mlflow.models import infer_signature
+
+            predictor = HpsweepModel()
+            predictor.net, predictor.description = net.eval(), description
+            signature = infer_signature(example, predictor.predict(None, example))
         return mlflow.pyfunc.log_model(name=name, python_model=HpsweepModel(), artifacts={"model": str(folder)},
-                                       pip_requirements=_requirements())
+                                       pip_requirements=_requirements(), signature=signature,
+                                       input_example=example)
 
 
 def _requirements() -> list[str]:
@@ -84,8 +93,9 @@ class HpsweepModel(PythonModel):  # type: ignore[misc]
     def load_context(self, context: Any) -> None:
         self.net, self.description = load_model(Path(context.artifacts["model"]))
 
-    # MLflow derives a schema from type hints on predict; ours take arrays or tables, so none are given.
-    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
+    # MLflow reads predict's type hints; np.ndarray is one it takes without inferring a schema (a table
+    # arrives as a DataFrame and is handled below all the same).
+    def predict(self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None) -> Any:
         import pandas as pd
 
         from hpsweep.data import tabular

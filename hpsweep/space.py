@@ -239,6 +239,27 @@ def _encode(value: Any, param: Any) -> Any:
     return value
 
 
+def _grid_sampler(seed: int) -> Any:
+    """Built on first use, so importing this module does not import optuna."""
+    import optuna
+
+    class GridSampler(optuna.samplers.BruteForceSampler):
+        """BruteForceSampler (it enumerates conditional spaces) that does not stop the study itself.
+
+        It calls `study.stop()` when the grid is exhausted, which raises outside `study.optimize`,
+        as under Ray Tune's ask-and-tell; there the trial count already ends the sweep.
+        """
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            try:
+                super().after_trial(study, trial, state, values)
+            except RuntimeError as exc:
+                if "Study.stop" not in str(exc):
+                    raise
+
+    return GridSampler(seed=seed)
+
+
 def first_configs(spec: SweepSpec, count: int) -> list[dict[str, Any]]:
     """The configurations a sweep's first trials get, before any result could steer the sampler."""
     space = SearchSpace(spec.space)
@@ -278,7 +299,7 @@ def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
                 return samplers.QMCSampler(seed=seed, scramble=True, warn_independent_sampling=False,
                                            warn_asynchronous_seeding=False)
             case "grid":
-                return samplers.BruteForceSampler(seed=seed)
+                return _grid_sampler(seed=seed)
             case "cmaes":
                 return samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
             case "gp":

@@ -1,0 +1,55 @@
+"""Figures logged beside the runs: a trial's learning curve and its confusion matrix."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def learning_curve(history: Sequence[Mapping[str, float]], metric: str) -> Any:
+    """Losses on the left axis, the sweep metric on the right, per epoch."""
+    plt = _pyplot()
+    figure, losses = plt.subplots(figsize=(6, 3.5))
+    epochs = [int(h.get("epoch", i + 1)) for i, h in enumerate(history)]
+    for key, style in (("train_loss", "-"), ("val_loss", "--")):
+        if any(key in h for h in history):
+            losses.plot(epochs, [h.get(key, float("nan")) for h in history], style, label=key)
+    losses.set_xlabel("epoch")
+    losses.set_ylabel("loss")
+    if metric not in ("train_loss", "val_loss") and any(metric in h for h in history):
+        right = losses.twinx()
+        right.plot(epochs, [h.get(metric, float("nan")) for h in history], "o-", color="tab:green", label=metric)
+        right.set_ylabel(metric)
+        right.legend(loc="center right")
+    losses.legend(loc="upper right")
+    figure.tight_layout()
+    return figure
+
+
+def confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence[str]) -> Any:
+    plt = _pyplot()
+    size = max(3.0, 0.45 * len(class_names) + 1.5)
+    figure, axes = plt.subplots(figsize=(size, size))
+    axes.imshow(matrix, cmap="Blues")
+    ticks = range(len(class_names))
+    axes.set_xticks(ticks, class_names, rotation=90)
+    axes.set_yticks(ticks, class_names)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    peak = max((max(row) for row in matrix), default=0)
+    for i, row in enumerate(matrix):
+        for j, count in enumerate(row):
+            if count:
+                axes.text(j, i, str(count), ha="center", va="center", fontsize=7,
+                          color="white" if count > peak / 2 else "black")
+    figure.tight_layout()
+    return figure

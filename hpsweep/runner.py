@@ -1,0 +1,313 @@
+"""Run a sweep on Ray Tune: Optuna proposes, Ray schedules and runs trials, the driver records to MLflow.
+
+The data is prepared and checked once, before Ray starts, and shared with every trial through the
+object store; trials never re-read the files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hpsweep.data.base import DataError, PreparedData
+from hpsweep.params import param_extremes
+from hpsweep.space import SearchSpace, make_sampler
+from hpsweep.spec import SweepSpec, validate_data
+from hpsweep.tracking import SweepTracker, TrialRecord, trial_error
+from hpsweep.trainable import TrialContext, data_mismatch, load_trainable, uses_data
+
+log = logging.getLogger(__name__)
+DEFAULT_STORAGE = "hpsweep-results"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One thing that happened to a trial, for a live display."""
+
+    event: str  #: start, epoch, end
+    trial: int
+    params: dict[str, Any]
+    epoch: int = 0
+    value: float | None = None
+    status: str = "RUNNING"
+
+
+@dataclass
+class SweepOutcome:
+    sweep_id: str
+    experiment: str
+    parent_run_id: str
+    tracking_uri: str
+    metric: str
+    trials: dict[str, TrialRecord] = field(default_factory=dict)
+    failed: int = 0
+    best: tuple[str, TrialRecord] | None = None
+    best_params: dict[str, str] = field(default_factory=dict)
+
+
+def run_sweep(spec: SweepSpec, raw: dict[str, Any], sweep_text: str, *, uri: str | None = None,
+              storage: str | None = None, on_progress: Callable[[Progress], None] | None = None,
+              verbose: bool = False) -> SweepOutcome:
+    """Prepare the data, start (or join) Ray, run every trial, and record the sweep in MLflow."""
+    trainable = load_trainable(spec.trainable)
+    data: PreparedData | None = None
+    if uses_data(trainable):
+        from hpsweep.data import prepare
+        from hpsweep.trial import check_metrics
+
+        data = prepare(spec)
+        check_metrics(spec, data)
+        if (why := data_mismatch(trainable, data)) is not None:
+            raise DataError(spec.source, "trainable", why)
+    sweep_id = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    with _quiet(verbose):
+        return _run(spec, raw, sweep_text, data, sweep_id, uri, storage, on_progress, verbose)
+
+
+def _run(spec: SweepSpec, raw: dict[str, Any], sweep_text: str, data: PreparedData | None, sweep_id: str,
+         uri: str | None, storage: str | None, on_progress: Callable[[Progress], None] | None,
+         verbose: bool) -> SweepOutcome:
+    tracker = SweepTracker(spec, sweep_id, sweep_text, uri)
+    started_ray = _ensure_ray(verbose)
+    status = "KILLED"
+    try:
+        tuner = _build_tuner(spec, raw, data, sweep_id, storage, [_Callback(tracker, data, on_progress)])
+        tuner.fit()
+        failed = sum(1 for r in tracker.trials.values() if r.stop == "error")
+        status = "FAILED" if tracker.trials and failed == len(tracker.trials) else "FINISHED"
+        tracker.finish_sweep(status, _model_logger(spec, data) if data is not None else None)
+    finally:
+        if status == "KILLED":
+            tracker.abort()
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    best = tracker.best_trial()
+    best_params = tracker.client.get_run(best[1].run_id).data.params if best else {}
+    return SweepOutcome(sweep_id, spec.experiment_name, tracker.parent_id, tracker.uri, tracker.metric,
+                        tracker.trials, failed, best, best_params)
+
+
+@contextlib.contextmanager
+def _quiet(verbose: bool) -> Iterator[None]:
+    """The CLI shows its own progress: keep Ray's console reporter, Ray's and MLflow's chatter and
+    MLflow's progress bars out of the terminal for the sweep's duration (all of it back with -v)."""
+    if verbose:
+        yield
+        return
+    # mlflow configures its loggers and warning filters when imported: import first, then silence
+    import mlflow.models
+    import mlflow.pyfunc  # noqa: F401
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    settings = {"RAY_AIR_NEW_OUTPUT": "0", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    saved_env = {k: os.environ.get(k) for k in settings}
+    loggers = [logging.getLogger(n) for n in ("ray", "ray.tune", "ray.train", "mlflow", "alembic")]
+    saved_levels = [lg.level for lg in loggers]
+    os.environ.update(settings)
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        for logger, level in zip(loggers, saved_levels, strict=True):
+            logger.setLevel(level)
+
+
+def _ensure_ray(verbose: bool) -> bool:
+    """Join RAY_ADDRESS's cluster, or start a local Ray with this machine's CPUs; True if we started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = os.environ.get("RAY_ADDRESS") or None
+    ray.init(address=address, num_cpus=None if address else os.cpu_count(), include_dashboard=False,
+             log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR)
+    return True
+
+
+def _build_tuner(spec: SweepSpec, raw: dict[str, Any], data: PreparedData | None, sweep_id: str,
+                 storage: str | None, callbacks: list[Any]) -> Any:
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    metrics, modes = spec.train.metrics(), spec.train.modes()
+    single = len(metrics) == 1
+    searcher = OptunaSearch(space=SearchSpace(spec.space).define_by_run, sampler=make_sampler(spec),
+                            metric=metrics[0] if single else metrics, mode=modes[0] if single else modes)
+    sweep = {"raw": raw, "source": spec.source, "base_dir": str(spec.base_dir)}
+    trainable = tune.with_resources(tune.with_parameters(_trial_entry, sweep=sweep, data=data),
+                                    {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+    location = storage or os.environ.get("HPSWEEP_STORAGE") or str(Path.cwd() / DEFAULT_STORAGE)
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher, scheduler=build_scheduler(spec), num_samples=spec.num_trials,
+            max_concurrent_trials=spec.search.max_concurrent, time_budget_s=spec.search.time_budget,
+            reuse_actors=True, metric=metrics[0] if single else None, mode=modes[0] if single else None,
+        ),
+        run_config=tune.RunConfig(
+            name=sweep_id, storage_path=location, callbacks=callbacks, verbose=0,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=metrics[0],
+                                                    checkpoint_score_order=modes[0]),
+        ),
+    )
+
+
+def build_scheduler(spec: SweepSpec) -> Any:
+    """The trial scheduler. Grace periods cover the frozen-backbone epochs: a trial whose backbone is still
+    frozen is behind by design, and stopping it then would judge it before it has really started."""
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
+
+    chosen, epochs = spec.search.scheduler, spec.train.epochs
+    frozen = 0
+    if "freeze_epochs" in spec.space.model_fields_set:
+        frozen = int(param_extremes(spec.space.freeze_epochs)[1] or 0)
+    grace = min(epochs, max(getattr(chosen, "grace_period", 1), frozen + 1))
+    if grace != getattr(chosen, "grace_period", grace):
+        log.info("grace period raised to %d so no trial is stopped while its backbone is frozen", grace)
+    if chosen.name == "asha":
+        return ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=grace,
+                             reduction_factor=chosen.reduction_factor)
+    if chosen.name == "hyperband":
+        return HyperBandScheduler(time_attr="training_iteration", max_t=epochs,
+                                  reduction_factor=chosen.reduction_factor)
+    if chosen.name == "median":
+        return MedianStoppingRule(time_attr="training_iteration", grace_period=grace,
+                                  min_samples_required=chosen.min_samples_required)
+    return FIFOScheduler()
+
+
+def _trial_entry(config: dict[str, Any], sweep: dict[str, Any], data: PreparedData | None) -> None:
+    """Runs in a Ray worker: rebuild the spec, size torch to the trial's CPUs, run the trainable."""
+    import torch
+    from ray import tune
+
+    from hpsweep.checkpoint import load_checkpoint, save_checkpoint
+
+    spec = validate_data(sweep["raw"], sweep["source"], Path(sweep["base_dir"]))
+    torch.set_num_threads(max(1, math.floor(spec.resources.cpu)))  # no oversubscription when trials share CPUs
+    resume = None
+    if (checkpoint := tune.get_checkpoint()) is not None:
+        with checkpoint.as_directory() as folder:
+            resume = load_checkpoint(Path(folder))
+
+    def report(metrics: Any, state: dict[str, Any] | None = None) -> None:
+        if state is None:
+            tune.report(dict(metrics))
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            save_checkpoint(state, Path(folder))
+            tune.report(dict(metrics), checkpoint=tune.Checkpoint.from_directory(folder))
+
+    load_trainable(spec.trainable)(config, TrialContext(spec, data, report, resume, spec.resources.cpu))
+
+
+def _callback_base() -> type:
+    from ray.tune import Callback
+
+    return Callback
+
+
+class _Callback(_callback_base()):  # type: ignore[misc]
+    """Driver side: Ray's trial events to the tracker (MLflow) and to the progress display."""
+
+    def __init__(self, tracker: SweepTracker, data: PreparedData | None,
+                 on_progress: Callable[[Progress], None] | None) -> None:
+        self.tracker, self.on_progress = tracker, on_progress
+        self.class_names = data.class_names if data is not None else ()
+
+    def _emit(self, event: str, trial: Any, **kw: Any) -> None:
+        if self.on_progress is not None:
+            record = self.tracker.trials.get(trial.trial_id)
+            self.on_progress(Progress(event, record.number if record else 0, dict(trial.config), **kw))
+
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        if trial.trial_id not in self.tracker.trials:
+            self.tracker.start_trial(trial.trial_id, trial.config)
+        self._emit("start", trial)
+
+    def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict, **info: Any) -> None:
+        self.tracker.log_result(trial.trial_id, result)
+        self._emit("epoch", trial, epoch=int(result.get("training_iteration", 0)),
+                   value=self.tracker.trials[trial.trial_id].best)
+
+    def on_checkpoint(self, iteration: int, trials: list[Any], trial: Any, checkpoint: Any, **info: Any) -> None:
+        if (trial.last_result or {}).get("hpsweep_best"):
+            self.tracker.trials[trial.trial_id].best_checkpoint = checkpoint
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self.tracker.finish_trial(trial.trial_id, class_names=self.class_names)
+        record = self.tracker.trials[trial.trial_id]
+        self._emit("end", trial, epoch=len(record.history), value=record.best, status=record.stop or "scheduler")
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        if trial.trial_id not in self.tracker.trials:
+            self.tracker.start_trial(trial.trial_id, trial.config)
+        self.tracker.trials[trial.trial_id].stop = "error"
+        self.tracker.finish_trial(trial.trial_id, error=trial_error(trial), class_names=self.class_names)
+        record = self.tracker.trials[trial.trial_id]
+        self._emit("end", trial, epoch=len(record.history), value=record.best, status="error")
+
+
+def _model_logger(spec: SweepSpec, data: PreparedData) -> Callable[[str, TrialRecord, str], str | None]:
+    """Logs the best trial's best checkpoint as an MLflow model, with a signature and an input example."""
+
+    def log_best(trial_id: str, record: TrialRecord, uri: str) -> str | None:
+        import mlflow
+
+        from hpsweep.checkpoint import load_checkpoint
+        from hpsweep.export import describe, log_model
+        from hpsweep.space import SearchSpace
+        from hpsweep.trial import build_net
+
+        if record.best_checkpoint is None:
+            return None
+        with record.best_checkpoint.as_directory() as folder:
+            state = load_checkpoint(Path(folder))
+        config = {k: _parse(v) for k, v in mlflow.MlflowClient(uri).get_run(record.run_id).data.params.items()}
+        params = SearchSpace(spec.space).resolve(config)
+        net = build_net(spec.model_copy(update={"model": spec.model.model_copy(update={"pretrained": None})}),
+                        data, params)
+        net.load_state_dict(state["model"])
+        description = describe(spec.model.name, list(spec.model.hidden_sizes), net, data.preprocessing,
+                                data.input_shape, data.num_outputs)
+        with mlflow.start_run(run_id=record.run_id):
+            return log_model(net.eval(), description, example=_input_example(spec, data)).model_uri
+
+    return log_best
+
+
+def _parse(value: str) -> Any:
+    """MLflow keeps params as text; read them back as the YAML scalars they were."""
+    import yaml
+
+    return yaml.safe_load(value)
+
+
+def _input_example(spec: SweepSpec, data: PreparedData) -> Any:
+    """A few raw inputs as a served model receives them: uint8 images, or the CSV's feature columns."""
+    if data.is_image:
+        return data.val.x[:2].numpy()
+    import pandas as pd
+
+    features = [c["name"] for c in data.preprocessing["columns"]]
+    return pd.read_csv(spec.resolve_path(spec.data.path), nrows=2)[features]

@@ -1,0 +1,231 @@
+"""MLflow tracking for a sweep. The driver is the only writer: trials report to Ray Tune, and a Tune
+callback on the driver turns their results into one parent run per sweep and one nested run per trial.
+One writer means no 'database is locked' on SQLite and works with any tracking URI.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from hpsweep.spec import SweepSpec
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+SWEEP_TAG, TRIAL_TAG, PARENT_TAG = "hpsweep.sweep_id", "hpsweep.trial_id", "mlflow.parentRunId"
+#: keys Ray Tune adds to every result; they are bookkeeping, not metrics of the model
+RAY_KEYS = {"training_iteration", "time_this_iter_s", "time_total_s", "timestamp", "pid", "time_since_restore",
+            "iterations_since_restore", "done", "trial_id", "node_ip", "hostname", "date", "experiment_tag",
+            "checkpoint_dir_name", "should_checkpoint", "config", "epoch"}
+_PACKAGES = ("hpsweep", "torch", "torchvision", "ray", "optuna", "mlflow", "pandas", "pydantic", "scikit-learn")
+
+
+def tracking_uri(explicit: str | None = None) -> str:
+    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+@dataclass
+class TrialRecord:
+    """What the tracker knows about one trial while the sweep runs."""
+
+    run_id: str
+    number: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    best: float | None = None
+    best_checkpoint: Any = None  #: the ray.tune.Checkpoint of the best epoch so far
+    confusion: list[list[int]] | None = None
+    stop: str | None = None
+
+
+class SweepTracker:
+    """Creates the parent run and writes everything about the sweep's trials into MLflow."""
+
+    def __init__(self, spec: SweepSpec, sweep_id: str, sweep_text: str, uri: str | None = None) -> None:
+        import mlflow
+        from mlflow import MlflowClient
+
+        self.spec, self.sweep_id = spec, sweep_id
+        self.uri = tracking_uri(uri)
+        mlflow.set_tracking_uri(self.uri)
+        self.client = MlflowClient(self.uri)
+        experiment = self.client.get_experiment_by_name(spec.experiment_name)
+        self.experiment_id = (experiment.experiment_id if experiment is not None
+                              else self.client.create_experiment(spec.experiment_name))
+        self.metric, self.mode = spec.train.metrics()[0], spec.train.modes()[0]
+        parent = self.client.create_run(self.experiment_id, run_name=sweep_id, tags={
+            SWEEP_TAG: sweep_id, "hpsweep.sweep_name": spec.name, "hpsweep.trainable": spec.trainable,
+            "mlflow.note.content": spec.description or f"hpsweep sweep {spec.name}",
+            **({"mlflow.source.git.commit": commit} if (commit := _git_commit(spec.base_dir)) else {}),
+        })
+        self.parent_id = parent.info.run_id
+        self.trials: dict[str, TrialRecord] = {}
+        self._log_sweep(sweep_text)
+
+    def _log_sweep(self, sweep_text: str) -> None:
+        search = self.spec.search
+        self.client.log_batch(self.parent_id, params=_params({
+            "trainable": self.spec.trainable, "algorithm": search.algorithm, "num_trials": self.spec.num_trials,
+            "scheduler": search.scheduler.name, "metric": self.metric, "mode": self.mode,
+            "epochs": self.spec.train.epochs, "data.source": self.spec.data.source,
+        }))
+        self.client.log_text(self.parent_id, sweep_text, "sweep/sweep.yaml")
+        self.client.log_dict(self.parent_id, self.spec.model_dump(mode="json", by_alias=True), "sweep/resolved.json")
+        self.client.log_dict(self.parent_id, _versions(), "sweep/versions.json")
+
+    # ------------------------------------------------------------ trials
+
+    def start_trial(self, trial_id: str, config: Mapping[str, Any]) -> TrialRecord:
+        number = len(self.trials) + 1
+        run = self.client.create_run(self.experiment_id, run_name=f"trial-{number:03d}", tags={
+            PARENT_TAG: self.parent_id, TRIAL_TAG: trial_id, SWEEP_TAG: self.sweep_id})
+        self.client.log_batch(run.info.run_id, params=_params(config))
+        record = self.trials[trial_id] = TrialRecord(run.info.run_id, number)
+        return record
+
+    def log_result(self, trial_id: str, result: Mapping[str, Any]) -> None:
+        from mlflow.entities import Metric
+
+        record = self.trials[trial_id]
+        step = int(result.get("epoch", result.get("training_iteration", len(record.history) + 1)))
+        values = {k: float(v) for k, v in result.items() if _is_metric(k, v)}
+        record.history.append({**values, "epoch": step})
+        now = int(time.time() * 1000)
+        self.client.log_batch(record.run_id, metrics=[Metric(k, v, now, step) for k, v in values.items()])
+        value = values.get(self.metric)
+        if value is not None and (record.best is None or (value > record.best if self.mode == "max"
+                                                          else value < record.best)):
+            record.best = value
+        if result.get("hpsweep_confusion") is not None:
+            record.confusion = result["hpsweep_confusion"]
+        record.stop = result.get("hpsweep_stop") or record.stop
+
+    def finish_trial(self, trial_id: str, error: str | None = None, class_names: tuple[str, ...] = ()) -> None:
+        record = self.trials[trial_id]
+        run_id = record.run_id
+        if record.best is not None:
+            self.client.log_metric(run_id, f"best_{self.metric}", record.best)
+        self.client.log_metric(run_id, "epochs_run", float(len(record.history)))
+        self._log_figures(record, class_names)
+        if record.best_checkpoint is not None:
+            try:
+                with record.best_checkpoint.as_directory() as folder:
+                    self.client.log_artifacts(run_id, folder, "checkpoint")
+            except Exception as exc:  # a checkpoint that vanished must not lose the rest of the record
+                log.warning("could not log the best checkpoint of %s: %s", trial_id, exc)
+        if error is not None:
+            self.client.set_tag(run_id, "hpsweep.error", error[-4900:])
+            self.client.set_tag(run_id, "hpsweep.stop_reason", "error")
+            self.client.set_terminated(run_id, "FAILED")
+            return
+        # no stop reason from the loop means Ray's scheduler ended the trial before its last epoch
+        self.client.set_tag(run_id, "hpsweep.stop_reason", record.stop or "scheduler")
+        self.client.set_terminated(run_id, "FINISHED")
+
+    def _log_figures(self, record: TrialRecord, class_names: tuple[str, ...]) -> None:
+        from hpsweep import plots
+
+        figures = []
+        if record.history:
+            figures.append((plots.learning_curve(record.history, self.metric), "learning_curve.png"))
+        if record.confusion is not None:
+            names = class_names or tuple(str(i) for i in range(len(record.confusion)))
+            figures.append((plots.confusion_matrix(record.confusion, names), "confusion_matrix.png"))
+        for figure, name in figures:
+            try:
+                self.client.log_figure(record.run_id, figure, name)
+            finally:
+                figure.clear()
+                import matplotlib.pyplot as plt
+
+                plt.close(figure)
+
+    # ------------------------------------------------------------ the end
+
+    def best_trial(self) -> tuple[str, TrialRecord] | None:
+        scored = [(tid, r) for tid, r in self.trials.items() if r.best is not None and math.isfinite(r.best)]
+        if not scored:
+            return None
+        pick = max if self.mode == "max" else min
+        return pick(scored, key=lambda item: item[1].best)  # type: ignore[arg-type, return-value]
+
+    def finish_sweep(self, status: str, log_model: Callable[[str, TrialRecord, str], str | None] | None = None
+                     ) -> None:
+        """Summarise the best trial on the parent run, log its model, close the parent run."""
+        best = self.best_trial()
+        if best is not None:
+            trial_id, record = best
+            params = self.client.get_run(record.run_id).data.params
+            self.client.log_batch(self.parent_id, params=_params({f"best.{k}": v for k, v in params.items()}))
+            self.client.log_metric(self.parent_id, f"best_{self.metric}", float(record.best or 0.0))
+            self.client.set_tag(self.parent_id, "hpsweep.best_trial_id", trial_id)
+            self.client.set_tag(self.parent_id, "hpsweep.best_run_id", record.run_id)
+            if log_model is not None:
+                try:
+                    if (model_uri := log_model(trial_id, record, self.uri)) is not None:
+                        self.client.set_tag(self.parent_id, "hpsweep.best_model_uri", model_uri)
+                        self.client.set_tag(record.run_id, "hpsweep.model_uri", model_uri)
+                except Exception as exc:
+                    log.warning("could not log the best trial's model: %s", exc)
+        self.client.set_terminated(self.parent_id, status)
+
+    def abort(self, status: str = "KILLED") -> None:
+        """Close every run still open (an interrupt or a crash of the driver's loop)."""
+        for record in self.trials.values():
+            run = self.client.get_run(record.run_id)
+            if run.info.status == "RUNNING":
+                self.client.set_terminated(record.run_id, status)
+        if self.client.get_run(self.parent_id).info.status == "RUNNING":
+            self.client.set_terminated(self.parent_id, status)
+
+
+def _is_metric(key: str, value: Any) -> bool:
+    return (key not in RAY_KEYS and not key.startswith("hpsweep_") and isinstance(value, int | float)
+            and not isinstance(value, bool) and not math.isnan(value))
+
+
+def _params(values: Mapping[str, Any]) -> list[Any]:
+    from mlflow.entities import Param
+
+    return [Param(str(k), str(v)[:6000]) for k, v in values.items()]
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for name in _PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+def _git_commit(folder: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=5,
+                             check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def trial_error(trial: Any) -> str:
+    """The last lines of a failed trial's error, as Ray recorded it."""
+    path = getattr(trial, "error_file", None)
+    if path and Path(path).is_file():
+        text = Path(path).read_text(encoding="utf-8", errors="replace").strip()
+        return "\n".join(text.splitlines()[-20:])
+    return "the trial failed (Ray recorded no error message)"
+
+
+def dump(obj: Any) -> str:
+    return json.dumps(obj, default=str)

@@ -1,0 +1,77 @@
+"""What a trainable is, and how one is found by name.
+
+A trainable is a function `fn(config, context)`: `config` is the trial's flat hyperparameters (as
+`hpsweep space` shows them) and `context` gives it the sweep, the data prepared once for the whole
+sweep, and `report` to hand each epoch's metrics (and a checkpoint) to the sweep. Trainables are
+registered under the entry-point group `hpsweep.trainables` and named in sweep files by that name.
+
+A trainable that reads its own data (not one of hpsweep's sources) sets `fn.uses_data = False`;
+one that takes only images or only tables sets `fn.accepts = "image"` or `"table"`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from hpsweep.data.base import PreparedData
+    from hpsweep.loop import EpochReport
+    from hpsweep.spec import SweepSpec
+
+
+class Trainable(Protocol):
+    def __call__(self, config: Mapping[str, Any], context: TrialContext) -> None: ...
+
+
+Report = Callable[[Mapping[str, Any], "dict[str, Any] | None"], None]
+
+
+@dataclass
+class TrialContext:
+    """Everything a trainable gets besides its hyperparameters."""
+
+    spec: SweepSpec
+    data: PreparedData | None
+    report: Report  #: report(metrics, checkpoint_state=None), once per epoch
+    resume_state: dict[str, Any] | None = None  #: the latest checkpoint when the trial is resumed
+    cpus: float = 1.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def on_epoch(self, report: EpochReport) -> None:
+        """Adapter for the shared loop: metrics every epoch, the confusion matrix at a best epoch,
+        the reason when training ends, and a checkpoint of the whole state."""
+        metrics: dict[str, Any] = dict(report.metrics)
+        if report.is_best and report.confusion is not None:
+            metrics["hpsweep_confusion"] = report.confusion.tolist()
+        if report.stop:
+            metrics["hpsweep_stop"] = report.stop
+        metrics["hpsweep_best"] = report.is_best
+        self.report(metrics, report.state())
+
+
+class UnknownTrainable(LookupError):
+    pass
+
+
+def load_trainable(name: str) -> Trainable:
+    """The installed trainable registered as `name` (imported now, so only when a trial needs it)."""
+    for ep in entry_points(group="hpsweep.trainables"):
+        if ep.name == name:
+            return ep.load()
+    raise UnknownTrainable(f"no trainable named {name!r} is installed")
+
+
+def uses_data(trainable: Trainable) -> bool:
+    return bool(getattr(trainable, "uses_data", True))
+
+
+def data_mismatch(trainable: Trainable, data: PreparedData) -> str | None:
+    """Why this trainable cannot take this data, or None."""
+    accepts = getattr(trainable, "accepts", None)
+    kind = "image" if data.is_image else "table"
+    if accepts is not None and accepts != kind:
+        return f"this trainable takes {accepts} data, but data.source gives a {kind}"
+    return None

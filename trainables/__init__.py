@@ -1,0 +1,1 @@
+"""hpsweep's built-in trainables: thin adapters from a trial config to the shared loop."""
