@@ -6,10 +6,11 @@ STAMP := $(VENV)/.hpsweep-installed
 
 .PHONY: test demo lint clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml tests/plugins/textclf/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# the test plugin is installed like any user's trainable package, through its entry points
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -e tests/plugins/textclf
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -20,12 +21,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Until `hpsweep run` lands (issue 4) the demo validates every shipped sweep, shows the
-# trials the digits sweep would draw, and trains its first trial in-process.
+# A real sweep on the bundled digits: 12 trials on Ray Tune, recorded in ./mlflow.db.
 demo: $(STAMP)
-	$(BIN)/hpsweep validate sweeps/
-	$(BIN)/hpsweep space sweeps/digits_mlp.yaml --samples 5
-	$(BIN)/hpsweep train sweeps/digits_mlp.yaml
+	$(BIN)/hpsweep run sweeps/digits_cnn.yaml
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -49,7 +49,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             for line in exc.lines():
                 print(line, file=sys.stderr)
             continue
-        searched = len(SearchSpace(spec.space).dimensions())
+        searched = len(SearchSpace.of(spec).dimensions())
         print(f"{path}: ok ({spec.num_trials} trials, {spec.search.algorithm}, {searched} searched parameters)")
     return EXIT_BAD_INPUT if failed else EXIT_OK
 
@@ -69,7 +69,7 @@ def cmd_space(args: argparse.Namespace) -> int:
     from hpsweep.spec import load_spec
 
     spec = load_spec(args.file)
-    space = SearchSpace(spec.space)
+    space = SearchSpace.of(spec)
     print(f"sweep {spec.name}: {spec.search.algorithm}, {spec.num_trials} trials")
     print("searched:")
     for dim in space.dimensions():
@@ -101,7 +101,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         spec = spec.model_copy(update={"train": spec.train.model_copy(update={"epochs": args.epochs})})
     try:
         config = apply_overrides(first_configs(spec, 1)[0], args.set or [])
-        SearchSpace(spec.space).resolve(config)
+        SearchSpace.of(spec).resolve(config)
     except ValueError as exc:
         raise BadInput(f"--set: {exc}") from None
     data = prepare(spec)

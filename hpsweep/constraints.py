@@ -93,7 +93,7 @@ def _scheduler_fits(search: Any, train: Any) -> list[Problem]:
     return []
 
 
-def _algorithm_fits(search: Any, train: Any, space: Any) -> list[Problem]:
+def _algorithm_fits(search: Any, train: Any, space: Any, model: Any) -> list[Problem]:
     from hpsweep.space import SearchSpace
 
     problems: list[Problem] = []
@@ -107,7 +107,7 @@ def _algorithm_fits(search: Any, train: Any, space: Any) -> list[Problem]:
     if n_metrics > 1 and search.scheduler.name != "fifo":
         problems.append(Problem("search.scheduler", f"{search.scheduler.name} stops trials by one metric; "
                                 f"with {n_metrics} metrics use fifo"))
-    compiled = SearchSpace(space)
+    compiled = SearchSpace(space, None if isinstance(model.name, str) else model.names())
     if not compiled.dimensions():
         if algorithm != "grid" and (search.num_trials or 1) > 1:
             problems.append(Problem("space", "nothing is searched: every value is fixed, so every trial "
@@ -126,12 +126,13 @@ def _algorithm_fits(search: Any, train: Any, space: Any) -> list[Problem]:
 
 def _model_fits_data(model: Any, data: Any) -> list[Problem]:
     problems: list[Problem] = []
-    if not isinstance(data, IMAGE_SOURCES) and model.name != "mlp":
+    names = model.names()
+    if not isinstance(data, IMAGE_SOURCES) and names != ["mlp"]:
         problems.append(Problem("model.name", f"{data.source} data is a table: only mlp fits it "
-                                f"(got {model.name!r})"))
-    if model.pretrained == "imagenet" and model.name not in TORCHVISION_MODELS:
+                                f"(got {', '.join(repr(n) for n in names)})"))
+    if model.pretrained == "imagenet" and any(n not in TORCHVISION_MODELS for n in names):
         problems.append(Problem("model.pretrained", f"imagenet weights exist for {', '.join(TORCHVISION_MODELS)} "
-                                f"(got model {model.name!r})"))
+                                f"(got model {', '.join(repr(n) for n in names)})"))
     return problems
 
 
@@ -140,6 +141,6 @@ _CHECKS: list[tuple[Check, tuple[str, ...], bool]] = [
     (_epoch_bounds, ("space", "train"), False),
     (_nesterov, ("space",), False),
     (_scheduler_fits, ("search", "train"), False),
-    (_algorithm_fits, ("search", "train", "space"), True),
+    (_algorithm_fits, ("search", "train", "space", "model"), True),
     (_model_fits_data, ("model", "data"), False),
 ]

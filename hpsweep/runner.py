@@ -151,7 +151,7 @@ def _build_tuner(spec: SweepSpec, raw: dict[str, Any], data: PreparedData | None
 
     metrics, modes = spec.train.metrics(), spec.train.modes()
     single = len(metrics) == 1
-    searcher = OptunaSearch(space=SearchSpace(spec.space).define_by_run, sampler=make_sampler(spec),
+    searcher = OptunaSearch(space=SearchSpace.of(spec).define_by_run, sampler=make_sampler(spec),
                             metric=metrics[0] if single else metrics, mode=modes[0] if single else modes)
     sweep = {"raw": raw, "source": spec.source, "base_dir": str(spec.base_dir)}
     trainable = tune.with_resources(tune.with_parameters(_trial_entry, sweep=sweep, data=data),
@@ -277,18 +277,18 @@ def _model_logger(spec: SweepSpec, data: PreparedData) -> Callable[[str, TrialRe
         from hpsweep.checkpoint import load_checkpoint
         from hpsweep.export import describe, log_model
         from hpsweep.space import SearchSpace
-        from hpsweep.trial import build_net
+        from hpsweep.trial import architecture, build_net
 
         if record.best_checkpoint is None:
             return None
         with record.best_checkpoint.as_directory() as folder:
             state = load_checkpoint(Path(folder))
         config = {k: _parse(v) for k, v in mlflow.MlflowClient(uri).get_run(record.run_id).data.params.items()}
-        params = SearchSpace(spec.space).resolve(config)
+        params = SearchSpace.of(spec).resolve(config)
         net = build_net(spec.model_copy(update={"model": spec.model.model_copy(update={"pretrained": None})}),
                         data, params)
         net.load_state_dict(state["model"])
-        description = describe(spec.model.name, list(spec.model.hidden_sizes), net, data.preprocessing,
+        description = describe(architecture(spec, params), list(spec.model.hidden_sizes), net, data.preprocessing,
                                 data.input_shape, data.num_outputs)
         with mlflow.start_run(run_id=record.run_id):
             return log_model(net.eval(), description, example=_input_example(spec, data)).model_uri

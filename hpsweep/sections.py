@@ -158,13 +158,36 @@ TORCHVISION_MODELS = ("resnet18", "mobilenet_v3_small", "mobilenet_v3_large")
 _REGISTRY_URI = re.compile(r"^models:/[^/@]+(@[A-Za-z0-9_-]+|/[0-9]+)$")
 
 
+ModelName = Literal["mlp", "cnn", "resnet18", "mobilenet_v3_small", "mobilenet_v3_large"]
+
+
+class ModelChoice(StrictModel):
+    """Search among architectures: `name: {choice: [mlp, cnn]}`."""
+
+    choice: list[ModelName] = Field(min_length=1)
+
+    @field_validator("choice")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("choice lists a model twice")
+        return value
+
+
 class ModelSpec(StrictModel):
     """The network; its head is replaced to fit the class count."""
 
-    name: Literal["mlp", "cnn", "resnet18", "mobilenet_v3_small", "mobilenet_v3_large"] = "mlp"
+    name: Annotated[
+        Annotated[ModelName, Tag("=fixed")] | Annotated[ModelChoice, Tag("~choice")],
+        Discriminator(lambda v: "~choice" if isinstance(v, dict | ModelChoice) else "=fixed"),
+    ] = Field("mlp", description="a model, or {choice: [...]} to search among models")
     pretrained: str | None = Field(
         None, description="imagenet, models:/NAME@ALIAS, models:/NAME/VERSION, or a state-dict file")
     hidden_sizes: list[Annotated[int, Field(ge=1)]] = Field([128], description="mlp hidden layer widths")
+
+    def names(self) -> list[str]:
+        """Every architecture a trial may get."""
+        return list(self.name.choice) if isinstance(self.name, ModelChoice) else [self.name]
 
     @field_validator("pretrained")
     @classmethod

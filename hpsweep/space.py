@@ -72,16 +72,26 @@ class TrialParams:
     optimizer: Branch
     scheduler: Branch
     extra: Mapping[str, Any] = field(default_factory=dict)
+    model: str | None = None  #: the architecture, when the sweep searches among several
 
 
 class SearchSpace:
     """The compiled space of one sweep: define-by-run sampling, grid enumeration and trial resolution."""
 
-    def __init__(self, space: SpaceSpec) -> None:
+    def __init__(self, space: SpaceSpec, models: list[str] | None = None) -> None:
         self._space = space
-        self._knobs = {**space.knobs(), **space.params}
+        #: a searched architecture is a choice like any other: `model` in trial configs
+        self._knobs: dict[str, Any] = {"model": Choice(choice=list(models))} if models is not None else {}
+        self._knobs.update({**space.knobs(), **space.params})
         self._branches = {kind: branch.options() for kind, branch in space.branches().items()}
         self._searched_branches = {kind for kind, b in space.branches().items() if b.searched}
+
+    @classmethod
+    def of(cls, spec: SweepSpec) -> SearchSpace:
+        from hpsweep.sections import ModelChoice
+
+        name = spec.model.name
+        return cls(spec.space, list(name.choice) if isinstance(name, ModelChoice) else None)
 
     # ------------------------------------------------------------ sampling
 
@@ -121,8 +131,7 @@ class SearchSpace:
     # ------------------------------------------------------------ introspection
 
     def dimensions(self) -> list[Dimension]:
-        dims = [Dimension(n, p, path=f"space.{'params.' if n in self._space.params else ''}{n}")
-                for n, p in self._knobs.items() if is_searched(p)]
+        dims = [Dimension(n, p, path=self._path(n)) for n, p in self._knobs.items() if is_searched(p)]
         for kind, options in self._branches.items():
             searched = kind in self._searched_branches
             if searched:
@@ -133,6 +142,11 @@ class SearchSpace:
                 dims += [Dimension(f"{kind}.{option}.{n}", p, cond, f"{where}.{n}")
                          for n, p in params.items() if is_searched(p)]
         return dims
+
+    def _path(self, name: str) -> str:
+        if name == "model":
+            return "model.name"
+        return f"space.{'params.' if name in self._space.params else ''}{name}"
 
     def fixed(self) -> dict[str, Any]:
         """Values every trial shares."""
@@ -184,6 +198,10 @@ class SearchSpace:
         values = {k: _decode(flat.pop(k, d.default), d.domain) for k, d in TRAINING_KNOBS.items()}
         branches = {kind: _resolve_branch(kind, flat, BRANCH_DEFAULTS[kind]) for kind in BRANCH_DEFAULTS}
         extra = {k: flat.pop(k) for k in self._space.params if k in flat}
+        model = flat.pop("model", None)
+        if model is not None and (not isinstance(self._knobs.get("model"), Choice)
+                                  or model not in self._knobs["model"].choice):
+            raise ValueError(f"model {model!r} is not among the sweep's model choices")
         if flat:
             raise ValueError(f"unknown hyperparameter(s): {', '.join(sorted(flat))}")
         for name, value in values.items():
@@ -194,7 +212,7 @@ class SearchSpace:
         if opt_params.pop("weight_decay", None) is not None:
             values["weight_decay"] = branches["optimizer"].params["weight_decay"]
         optimizer = Branch(branches["optimizer"].name, opt_params)
-        return TrialParams(**values, optimizer=optimizer, scheduler=branches["scheduler"], extra=extra)
+        return TrialParams(**values, optimizer=optimizer, scheduler=branches["scheduler"], extra=extra, model=model)
 
 
 def _resolve_branch(kind: str, flat: dict[str, Any], default: str) -> Branch:
@@ -239,30 +257,9 @@ def _encode(value: Any, param: Any) -> Any:
     return value
 
 
-def _grid_sampler(seed: int) -> Any:
-    """Built on first use, so importing this module does not import optuna."""
-    import optuna
-
-    class GridSampler(optuna.samplers.BruteForceSampler):
-        """BruteForceSampler (it enumerates conditional spaces) that does not stop the study itself.
-
-        It calls `study.stop()` when the grid is exhausted, which raises outside `study.optimize`,
-        as under Ray Tune's ask-and-tell; there the trial count already ends the sweep.
-        """
-
-        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
-            try:
-                super().after_trial(study, trial, state, values)
-            except RuntimeError as exc:
-                if "Study.stop" not in str(exc):
-                    raise
-
-    return GridSampler(seed=seed)
-
-
 def first_configs(spec: SweepSpec, count: int) -> list[dict[str, Any]]:
     """The configurations a sweep's first trials get, before any result could steer the sampler."""
-    space = SearchSpace(spec.space)
+    space = SearchSpace.of(spec)
     if spec.search.algorithm == "grid":
         return list(islice(space.grid(), count))
     import optuna
@@ -274,7 +271,7 @@ def first_configs(spec: SweepSpec, count: int) -> list[dict[str, Any]]:
 
 
 def grid_size(spec: SweepSpec) -> int:
-    size = SearchSpace(spec.space).grid_size()
+    size = SearchSpace.of(spec).grid_size()
     if size is None:
         raise ValueError("grid search needs finite parameters")
     return size
@@ -299,7 +296,9 @@ def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
                 return samplers.QMCSampler(seed=seed, scramble=True, warn_independent_sampling=False,
                                            warn_asynchronous_seeding=False)
             case "grid":
-                return _grid_sampler(seed=seed)
+                from hpsweep.grid import GridSampler
+
+                return GridSampler(seed=seed)
             case "cmaes":
                 return samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
             case "gp":

@@ -39,16 +39,21 @@ def check_metrics(spec: SweepSpec, data: PreparedData) -> None:
 
 def build_net(spec: SweepSpec, data: PreparedData, params: TrialParams) -> Net:
     torch.manual_seed(spec.train.seed)  # the same seed initialises every trial's model the same way
-    return build_model(spec.model.name, data.input_shape, data.num_outputs, dropout=params.dropout,
+    return build_model(architecture(spec, params), data.input_shape, data.num_outputs, dropout=params.dropout,
                        hidden_sizes=list(spec.model.hidden_sizes), pretrained=spec.model.pretrained,
                        base_dir=spec.base_dir)
+
+
+def architecture(spec: SweepSpec, params: TrialParams) -> str:
+    """The trial's model: its own when the sweep searches architectures, else the sweep's."""
+    return params.model or spec.model.names()[0]
 
 
 def run_trial(spec: SweepSpec, data: PreparedData, config: Mapping[str, Any], *,
               on_epoch: Callable[[EpochReport], None] | None = None, resume: dict[str, Any] | None = None,
               device: torch.device | None = None) -> tuple[Net, FitResult]:
     """Train one configuration on the train split and validate on val; the test split is never passed on."""
-    params = SearchSpace(spec.space).resolve(config)
+    params = SearchSpace.of(spec).resolve(config)
     net = build_net(spec, data, params)
     result = fit(net, data.for_search(), params, loop_settings(spec), on_epoch=on_epoch, resume=resume,
                  device=device)

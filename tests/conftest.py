@@ -82,3 +82,15 @@ def spec_for(tmp: Path, **sections: Any) -> Any:
 
     data = merged(BASE, sections)
     return validate_data(data, str(tmp / "sweep.yaml"), base_dir=tmp)
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Any:
+    """One local Ray for the whole test session (it takes seconds to start), shut down at the end."""
+    import logging
+
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    yield ray
+    ray.shutdown()

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import spec_for
 
+from conftest import spec_for
 from hpsweep.data import DataError, prepare
 
 FILENAME_PATTERN = r"input_\d+_\d+_(?P<label>\d+)\.png$"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import spec_for
 
+from conftest import spec_for
 from hpsweep.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from hpsweep.data import prepare
 from hpsweep.loop import LoopSettings, fit, resolve_precision
@@ -56,7 +56,7 @@ def _moved(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> s
 
 def test_frozen_epochs_train_only_the_head(tmp_path, digits):
     spec = spec_for(tmp_path, model={"name": "cnn"}, train={"epochs": 3})
-    params = SearchSpace(spec.space).resolve({"lr": 0.01, "freeze_epochs": 2, "batch_size": 128})
+    params = SearchSpace.of(spec).resolve({"lr": 0.01, "freeze_epochs": 2, "batch_size": 128})
     net = build_model("cnn", digits.input_shape, 10)
     states = [(_snapshot(net.backbone), _snapshot(net.head))]
     reports = []
@@ -76,7 +76,7 @@ def test_frozen_epochs_train_only_the_head(tmp_path, digits):
 
 def test_head_gets_its_own_learning_rate(tmp_path, digits):
     spec = spec_for(tmp_path, train={"epochs": 1})
-    params = SearchSpace(spec.space).resolve({"lr": 1e-7, "head_lr_multiplier": 1e5, "optimizer": "sgd"})
+    params = SearchSpace.of(spec).resolve({"lr": 1e-7, "head_lr_multiplier": 1e5, "optimizer": "sgd"})
     net = build_model("mlp", digits.input_shape, 10)
     before_backbone, before_head = _snapshot(net.backbone), _snapshot(net.head)
     fit(net, digits, params, loop_settings(spec))

@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 import torch
-from conftest import spec_for
 
+from conftest import spec_for
 from hpsweep.data import prepare
 from hpsweep.export import describe, log_model
 from hpsweep.loop import fit
@@ -47,7 +47,7 @@ def test_imagenet_weights_come_from_the_local_cache(torch_home):
 
 def _freeze_then_train(spec, data, net_before):
     """Fine-tune with one frozen epoch; return the backbone/head change per epoch."""
-    params = SearchSpace(spec.space).resolve({"lr": 0.01, "freeze_epochs": 1})
+    params = SearchSpace.of(spec).resolve({"lr": 0.01, "freeze_epochs": 1})
     net = build_net(spec, data, params)
     loaded = {k: v.clone() for k, v in net.backbone.state_dict().items()}
     for key, value in loaded.items():

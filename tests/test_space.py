@@ -162,7 +162,7 @@ def assert_trial_respects_spec(space: SearchSpace, config: dict[str, Any]) -> No
 def test_sampled_trials_respect_bounds_branches_and_constraints(space, algorithm, seed):
     assume(_has_dimensions(space))
     spec = _spec(space, algorithm)
-    compiled = SearchSpace(spec.space)
+    compiled = SearchSpace.of(spec)
     study = optuna.create_study(sampler=make_sampler(spec), direction="maximize")
     rng = random.Random(seed)
 
@@ -196,7 +196,7 @@ def _key(config: dict[str, Any]) -> frozenset[tuple[str, Any]]:
 def test_grid_enumerates_each_configuration_exactly_once(space):
     assume(_has_dimensions(space))
     spec = _spec(space, "grid")
-    compiled = SearchSpace(spec.space)
+    compiled = SearchSpace.of(spec)
     size = compiled.grid_size()
     assume(size is not None and size <= 300)
     grid = [_key(c) for c in compiled.grid()]
@@ -213,7 +213,7 @@ def test_grid_enumerates_each_configuration_exactly_once(space):
 def test_grid_sweep_defaults_to_one_trial_per_configuration():
     spec = _spec({"batch_size": {"choice": [16, 32]},
                   "optimizer": {"choice": {"sgd": {"momentum": {"choice": [0.5, 0.9]}}, "adam": {}}}}, "grid", None)
-    assert SearchSpace(spec.space).grid_size() == 2 * (2 + 1)
+    assert SearchSpace.of(spec).grid_size() == 2 * (2 + 1)
     assert spec.num_trials == 6
 
 
@@ -223,7 +223,7 @@ def test_branch_parameters_are_distinct_dimensions():
         "rmsprop": {"momentum": {"uniform": [0.0, 0.5]}},
         "adam": {"lr": {"loguniform": [1e-4, 1e-2]}},
     }}})
-    names = [d.name for d in SearchSpace(spec.space).dimensions()]
+    names = [d.name for d in SearchSpace.of(spec).dimensions()]
     assert names == ["optimizer", "optimizer.sgd.lr", "optimizer.sgd.momentum",
                      "optimizer.adam.lr", "optimizer.rmsprop.momentum"]
 
@@ -231,7 +231,7 @@ def test_branch_parameters_are_distinct_dimensions():
 def test_resolve_applies_defaults_and_per_optimizer_lr():
     spec = _spec({"lr": {"loguniform": [1e-4, 1e-2]}, "optimizer": {"choice": {
         "sgd": {"lr": {"loguniform": [0.01, 0.5]}, "momentum": 0.9}, "adam": {}}}})
-    compiled = SearchSpace(spec.space)
+    compiled = SearchSpace.of(spec)
     sgd = compiled.resolve({"lr": 0.001, "optimizer": "sgd", "optimizer.sgd.lr": 0.2, "optimizer.sgd.momentum": 0.9})
     assert sgd.lr == 0.2 and sgd.optimizer.name == "sgd"
     assert dict(sgd.optimizer.params) == {"momentum": 0.9, "nesterov": False}
@@ -247,7 +247,7 @@ def test_resolve_applies_defaults_and_per_optimizer_lr():
 def test_fixed_values_travel_with_every_trial():
     spec = _spec({"lr": {"loguniform": [1e-4, 1e-2]}, "batch_size": 32,
                   "scheduler": {"name": "multistep", "milestones": [2, 4], "gamma": 0.5}})
-    compiled = SearchSpace(spec.space)
+    compiled = SearchSpace.of(spec)
     study = optuna.create_study(sampler=make_sampler(spec))
     config = compiled.sample(study.ask())
     assert config["batch_size"] == 32 and config["scheduler"] == "multistep"
@@ -265,7 +265,7 @@ def test_samplers_are_seeded_from_the_spec(algorithm):
 
     def draws() -> list[dict[str, Any]]:
         spec = _spec(space, algorithm)
-        compiled = SearchSpace(spec.space)
+        compiled = SearchSpace.of(spec)
         study = optuna.create_study(sampler=make_sampler(spec))
         study.optimize(lambda t: float(len(str(compiled.sample(t)))), n_trials=4)
         return [t.params for t in study.trials]

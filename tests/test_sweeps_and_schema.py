@@ -6,8 +6,8 @@ import json
 
 import jsonschema
 import pytest
-from conftest import SWEEPS
 
+from conftest import SWEEPS
 from hpsweep.space import SearchSpace
 from hpsweep.spec import load_spec
 from hpsweep.yamlio import read_yaml
@@ -23,7 +23,7 @@ def test_sweeps_folder_is_not_empty():
 def test_shipped_sweep_validates(path):
     spec = load_spec(path)
     assert spec.name == path.stem.replace("_", "-")
-    assert SearchSpace(spec.space).dimensions(), "a shipped sweep searches something"
+    assert SearchSpace.of(spec).dimensions(), "a shipped sweep searches something"
     assert spec.base_dir == path.parent.resolve()
 
 

@@ -1,0 +1,46 @@
+"""Trainables without torch: bag-of-words + logistic regression over token-id strings ("0 43 2 66"),
+and one that fails when its config says so (to exercise failed trials)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+
+
+def text_classifier(config: Mapping[str, Any], context: Any) -> None:
+    """One 'epoch' per regularisation step: C grows towards the trial's C, reporting validation accuracy."""
+    spec = context.spec
+    table = pd.read_csv(spec.resolve_path(spec.data.path), dtype=str)
+    text, labels = table[spec.data.features[0]], table[spec.data.target]
+    train_text, val_text, train_y, val_y = train_test_split(
+        text, labels, test_size=spec.data.split.val, stratify=labels, random_state=spec.train.seed)
+    epochs = spec.train.epochs
+    for epoch in range(1, epochs + 1):
+        strength = float(config["C"]) * epoch / epochs
+        model = make_pipeline(
+            CountVectorizer(token_pattern=r"\S+", ngram_range=(1, int(config.get("ngram_max", 1)))),
+            LogisticRegression(C=strength, max_iter=500),
+        )
+        model.fit(train_text, train_y)
+        accuracy = float((model.predict(val_text) == val_y).mean())
+        context.report({"val_accuracy": accuracy, "epoch": epoch,
+                        **({"hpsweep_stop": "completed"} if epoch == epochs else {})}, None)
+
+
+text_classifier.uses_data = False
+
+
+def flaky(config: Mapping[str, Any], context: Any) -> None:
+    context.report({"val_accuracy": 0.5, "epoch": 1}, None)
+    if config.get("explode"):
+        raise RuntimeError("boom: this trial was told to fail")
+    context.report({"val_accuracy": 0.6, "epoch": 2, "hpsweep_stop": "completed"}, None)
+
+
+flaky.uses_data = False

@@ -1,0 +1,194 @@
+"""`hpsweep run` end to end on Ray Tune and MLflow (SQLite), with tiny trials."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import SWEEPS
+
+pytestmark = pytest.mark.slow
+
+
+def _client(folder: Path):
+    from mlflow import MlflowClient
+
+    return MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+
+
+def _runs(folder: Path, experiment: str):
+    client = _client(folder)
+    found = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([found.experiment_id], max_results=1000)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return client, parents, children
+
+
+def _run(run_cli, folder: Path, sweep: Path, *extra: str):
+    return run_cli("run", str(sweep), "--tracking-uri", f"sqlite:///{folder / 'mlflow.db'}",
+                   "--storage", str(folder / "results"), *extra)
+
+
+@pytest.fixture(scope="module")
+def smoke(ray_session, tmp_path_factory):
+    """The shipped smoke sweep: 6 trials, 4 at a time on 2 CPUs, ASHA, one SQLite store."""
+    import contextlib
+    import io
+    import os
+
+    from hpsweep.cli import main
+
+    folder = tmp_path_factory.mktemp("smoke")
+    out, err = io.StringIO(), io.StringIO()
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["run", str(SWEEPS / "smoke.yaml"), "--tracking-uri", f"sqlite:///{folder / 'mlflow.db'}",
+                         "--storage", str(folder / "results")])
+    finally:
+        os.chdir(cwd)
+    return folder, code, out.getvalue(), err.getvalue()
+
+
+def test_one_parent_and_a_nested_finished_run_per_trial(smoke):
+    folder, code, out, err = smoke
+    assert code == 0, err
+    client, parents, children = _runs(folder, "smoke")
+    assert len(parents) == 1 and len(children) == 6
+    parent = parents[0]
+    assert parent.info.status == "FINISHED" and parent.data.tags["hpsweep.sweep_id"].startswith("smoke-")
+    for child in children:
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.data.tags["hpsweep.trial_id"]
+        assert child.info.status == "FINISHED"
+        assert {"lr", "batch_size", "optimizer"} <= set(child.data.params)
+        if child.data.params["optimizer"] == "sgd":
+            assert "optimizer.sgd.momentum" in child.data.params
+        else:
+            assert not any(k.startswith("optimizer.sgd.") for k in child.data.params)
+        artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert {"checkpoint", "learning_curve.png", "confusion_matrix.png"} <= artifacts
+    sweep_files = {a.path for a in client.list_artifacts(parent.info.run_id, "sweep")}
+    assert sweep_files == {"sweep/sweep.yaml", "sweep/resolved.json", "sweep/versions.json"}
+    assert "MLflow: experiment 'smoke'" in out and "mlflow ui --backend-store-uri" in out
+
+
+def test_every_reported_epoch_reaches_mlflow_once(smoke):
+    """Four concurrent trials against one SQLite file: every result Ray recorded is in MLflow, once."""
+    folder, *_ = smoke
+    client, _, children = _runs(folder, "smoke")
+    results = {p.parent.name: [json.loads(line) for line in p.read_text().splitlines()]
+               for p in (folder / "results").glob("*/*/result.json")}
+    assert len(results) == 6
+    for child in children:
+        trial_id = child.data.tags["hpsweep.trial_id"]
+        (lines,) = [v for k, v in results.items() if trial_id in k]
+        history = client.get_metric_history(child.info.run_id, "val_accuracy")
+        assert [m.step for m in history] == list(range(1, len(lines) + 1))
+        assert [m.value for m in history] == pytest.approx([r["val_accuracy"] for r in lines])
+    spans = sorted((c.info.start_time, c.info.end_time) for c in children)
+    overlap = max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans)
+    assert overlap >= 2  # trials really ran side by side
+
+
+def test_asha_stops_weak_trials_early(smoke):
+    folder, *_ = smoke
+    _, _, children = _runs(folder, "smoke")
+    stopped = [c for c in children if c.data.tags["hpsweep.stop_reason"] == "scheduler"]
+    assert stopped and all(c.data.metrics["epochs_run"] < 4 for c in stopped)
+    assert any(c.data.tags["hpsweep.stop_reason"] in ("completed", "early_stopped") for c in children)
+
+
+def test_the_best_model_is_logged_and_predicts_raw_digits(smoke):
+    import mlflow
+    from sklearn.datasets import load_digits
+
+    folder, *_ = smoke
+    _, parents, children = _runs(folder, "smoke")
+    parent = parents[0]
+    best = max(children, key=lambda c: c.data.metrics["best_val_accuracy"])
+    assert parent.data.tags["hpsweep.best_run_id"] == best.info.run_id
+    assert parent.data.metrics["best_val_accuracy"] == best.data.metrics["best_val_accuracy"]
+    assert parent.data.params["best.lr"] == best.data.params["lr"]
+    mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model(parent.data.tags["hpsweep.best_model_uri"])
+    assert model.metadata.signature is not None
+    digits = load_digits()
+    images = (digits.images[:200] * 255 / 16).round().astype("uint8")[:, None]
+    predictions = model.predict(images)
+    assert list(predictions.columns) == ["label", "class_name", "probability"]
+    assert (predictions["label"].to_numpy() == digits.target[:200]).mean() > 0.8
+
+
+def test_status_lists_the_trials(smoke, run_cli):
+    folder, *_ = smoke
+    code, out, _ = run_cli("status", "smoke", "--tracking-uri", f"sqlite:///{folder / 'mlflow.db'}")
+    assert code == 0
+    rows = [line for line in out.splitlines() if line.startswith("trial-")]
+    assert len(rows) == 6 and all("FINISHED" in r for r in rows)
+
+
+def test_a_trial_that_raises_is_failed_and_the_sweep_goes_on(ray_session, tmp_path, run_cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sweep = tmp_path / "flaky.yaml"
+    sweep.write_text(yaml.safe_dump({
+        "name": "flaky", "trainable": "flaky", "data": {"source": "sklearn_digits"},
+        "train": {"epochs": 2, "metric": "val_accuracy"}, "search": {"algorithm": "grid"},
+        "space": {"params": {"explode": {"choice": [True, False]}}}}))
+    code, out, _ = _run(run_cli, tmp_path, sweep)
+    assert code == 0 and "2 trials: 1 finished, 1 failed" in out
+    _, parents, children = _runs(tmp_path, "flaky")
+    by_param = {c.data.params["explode"]: c for c in children}
+    assert by_param["True"].info.status == "FAILED"
+    assert "boom: this trial was told to fail" in by_param["True"].data.tags["hpsweep.error"]
+    assert by_param["False"].info.status == "FINISHED" and parents[0].info.status == "FINISHED"
+    code, out, _ = _run(run_cli, tmp_path, sweep, "--set", "params.explode=true")
+    assert code == 1 and "1 trials: 0 finished, 1 failed" in out
+
+
+def test_a_plugin_trains_a_scikit_learn_text_classifier(ray_session, tmp_path, run_cli):
+    rng = random.Random(0)
+    rows = []
+    for i in range(240):
+        label = i % 2
+        tokens = [rng.randrange(50) + 50 * label if rng.random() < 0.7 else rng.randrange(100) for _ in range(12)]
+        rows.append(f"{' '.join(map(str, tokens))},{'even' if label == 0 else 'odd'}")
+    (tmp_path / "docs.csv").write_text("text,label\n" + "\n".join(rows) + "\n")
+    sweep = tmp_path / "text.yaml"
+    sweep.write_text(yaml.safe_dump({
+        "name": "textclf", "trainable": "text_classifier",
+        "data": {"source": "tabular_csv", "path": "docs.csv", "target": "label", "task": "classification",
+                 "features": ["text"]},
+        "train": {"epochs": 2, "metric": "val_accuracy"}, "search": {"algorithm": "random", "num_trials": 3},
+        "space": {"params": {"C": {"loguniform": [0.01, 10.0]}, "ngram_max": {"choice": [1, 2]}}}}))
+    code, _, err = _run(run_cli, tmp_path, sweep)
+    assert code == 0, err
+    _, _, children = _runs(tmp_path, "textclf")
+    assert len(children) == 3 and all(c.info.status == "FINISHED" for c in children)
+    assert max(c.data.metrics["best_val_accuracy"] for c in children) > 0.85
+    assert {"C", "ngram_max"} <= set(children[0].data.params)
+
+
+def test_a_bad_sweep_file_starts_nothing(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\ntrainable: image_classifier\ndata: {source: sklearn_digits}\n"
+                   "space: {lr: {loguniform: [0, 1]}}\n")
+    missing = tmp_path / "missing.yaml"
+    missing.write_text("name: missing\ntrainable: image_classifier\ndata: {source: image_folder, path: nope}\n"
+                       "space: {lr: {loguniform: [0.001, 0.1]}}\n")
+    script = Path(sys.executable).with_name("hpsweep")
+    for sweep, line in ((bad, "space.lr: loguniform bounds must be > 0"), (missing, "data.path: folder not found")):
+        result = subprocess.run([str(script), "run", str(sweep)], cwd=tmp_path, capture_output=True, text=True,
+                                check=False, timeout=120)
+        assert result.returncode == 2
+        assert result.stderr.strip().startswith(f"{sweep}: {line}") and len(result.stderr.strip().splitlines()) == 1
+        assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml", "missing.yaml"]  # no mlflow.db, no results
