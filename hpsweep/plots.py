@@ -24,6 +24,9 @@ def learning_curve(history: Sequence[Mapping[str, float]], metric: str) -> Any:
         if any(key in h for h in history):
             losses.plot(epochs, [h.get(key, float("nan")) for h in history], style, label=key)
     losses.set_xlabel("epoch")
+    from matplotlib.ticker import MaxNLocator
+
+    losses.xaxis.set_major_locator(MaxNLocator(integer=True))
     losses.set_ylabel("loss")
     if metric not in ("train_loss", "val_loss") and any(metric in h for h in history):
         right = losses.twinx()
