@@ -178,12 +178,7 @@ def build_scheduler(spec: SweepSpec) -> Any:
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
 
     chosen, epochs = spec.search.scheduler, spec.train.epochs
-    frozen = 0
-    if "freeze_epochs" in spec.space.model_fields_set:
-        frozen = int(param_extremes(spec.space.freeze_epochs)[1] or 0)
-    grace = min(epochs, max(getattr(chosen, "grace_period", 1), frozen + 1))
-    if grace != getattr(chosen, "grace_period", grace):
-        log.info("grace period raised to %d so no trial is stopped while its backbone is frozen", grace)
+    grace = grace_period(spec)
     if chosen.name == "asha":
         return ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=grace,
                              reduction_factor=chosen.reduction_factor)
@@ -194,6 +189,19 @@ def build_scheduler(spec: SweepSpec) -> Any:
         return MedianStoppingRule(time_attr="training_iteration", grace_period=grace,
                                   min_samples_required=chosen.min_samples_required)
     return FIFOScheduler()
+
+
+def grace_period(spec: SweepSpec) -> int:
+    """Epochs every trial runs before a scheduler may stop it: the sweep's grace period, raised to
+    one past the most frozen epochs any trial can draw."""
+    asked = getattr(spec.search.scheduler, "grace_period", 1)
+    frozen = 0
+    if "freeze_epochs" in spec.space.model_fields_set:
+        frozen = int(param_extremes(spec.space.freeze_epochs)[1] or 0)
+    grace = min(spec.train.epochs, max(asked, frozen + 1))
+    if grace != asked:
+        log.info("grace period raised to %d so no trial is stopped while its backbone is frozen", grace)
+    return grace
 
 
 def _trial_entry(config: dict[str, Any], sweep: dict[str, Any], data: PreparedData | None) -> None:

@@ -6,22 +6,21 @@ import pytest
 
 from conftest import spec_for
 from hpsweep.cli import _apply_sets
-from hpsweep.runner import build_scheduler
+from hpsweep.runner import build_scheduler, grace_period
 
 
-def test_asha_waits_out_the_frozen_epochs(tmp_path):
-    spec = spec_for(tmp_path, train={"epochs": 8}, space={"freeze_epochs": {"int": [0, 3]}},
-                    search={"scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 2}})
-    scheduler = build_scheduler(spec)
-    assert scheduler._grace_period == 4 and scheduler._max_t == 8
-    unfrozen = spec_for(tmp_path, train={"epochs": 8}, search={"scheduler": {"name": "asha", "grace_period": 2}})
-    assert build_scheduler(unfrozen)._grace_period == 2
-
-
-def test_median_rule_waits_out_the_frozen_epochs(tmp_path):
-    spec = spec_for(tmp_path, train={"epochs": 6}, space={"freeze_epochs": 2},
-                    search={"scheduler": {"name": "median", "grace_period": 1}})
-    assert build_scheduler(spec)._grace_period == 3
+@pytest.mark.parametrize(("scheduler", "freeze", "epochs", "expected"), [
+    ("asha", {"int": [0, 3]}, 8, 4),   # raised past the most frozen epochs a trial can draw
+    ("asha", None, 8, 2),              # nothing frozen: as written
+    ("median", 2, 6, 3),
+    ("asha", 7, 8, 8),                 # never beyond the last epoch
+])
+def test_grace_period_covers_the_frozen_epochs(tmp_path, scheduler, freeze, epochs, expected):
+    space = {"freeze_epochs": freeze} if freeze is not None else {}
+    spec = spec_for(tmp_path, train={"epochs": epochs}, space=space,
+                    search={"scheduler": {"name": scheduler, "grace_period": 2 if freeze is None else 1}})
+    assert grace_period(spec) == expected
+    assert type(build_scheduler(spec)).__name__ in ("AsyncHyperBandScheduler", "MedianStoppingRule")
 
 
 def test_set_changes_the_file_or_fixes_a_hyperparameter():
