@@ -161,6 +161,7 @@ class SweepTracker:
     def finish_sweep(self, status: str, log_model: Callable[[str, TrialRecord, str], str | None] | None = None
                      ) -> None:
         """Summarise the best trial on the parent run, log its model, close the parent run."""
+        self._close_open_trials("KILLED")  # none should be open; a sweep never leaves a run RUNNING
         best = self.best_trial()
         if best is not None:
             trial_id, record = best
@@ -180,12 +181,15 @@ class SweepTracker:
 
     def abort(self, status: str = "KILLED") -> None:
         """Close every run still open (an interrupt or a crash of the driver's loop)."""
-        for record in self.trials.values():
-            run = self.client.get_run(record.run_id)
-            if run.info.status == "RUNNING":
-                self.client.set_terminated(record.run_id, status)
+        self._close_open_trials(status)
         if self.client.get_run(self.parent_id).info.status == "RUNNING":
             self.client.set_terminated(self.parent_id, status)
+
+    def _close_open_trials(self, status: str) -> None:
+        for record in self.trials.values():
+            if self.client.get_run(record.run_id).info.status == "RUNNING":
+                self.client.set_tag(record.run_id, "hpsweep.stop_reason", "interrupted")
+                self.client.set_terminated(record.run_id, status)
 
 
 def _is_metric(key: str, value: Any) -> bool:
