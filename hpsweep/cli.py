@@ -233,6 +233,63 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_promote(args: argparse.Namespace) -> int:
+    """Evaluate the sweep's best model and the champion on the test split; move the alias only if it wins."""
+    from hpsweep.promote import PromotionError, promote
+    from hpsweep.quiet import quiet
+
+    try:
+        with quiet(args.verbose):
+            decision = promote(args.sweep, model_name=args.model_name, alias=args.alias,
+                               min_improvement=args.min_improvement, dry_run=args.dry_run, uri=args.tracking_uri)
+    except PromotionError as exc:
+        raise BadInput(str(exc)) from None
+    _print_decision(decision)
+    return EXIT_OK
+
+
+def _print_decision(decision: Any) -> None:
+    """Challenger and champion side by side: model, run, test metrics (* the one compared), params."""
+    columns = [decision.challenger] + ([decision.champion] if decision.champion else [])
+    table = [("", [c.role for c in columns]), ("model", [c.model_uri for c in columns]),
+             ("run", [c.run_id or "-" for c in columns])]
+    for name in sorted(decision.challenger.test):
+        mark = " *" if name == decision.metric else ""
+        table.append((f"test_{name}{mark}", [f"{c.test.get(name, float('nan')):.4g}" for c in columns]))
+    for key in sorted(set().union(*(c.params for c in columns))):
+        table.append((key, [_short(_number(c.params.get(key, "-"))) for c in columns]))
+    first = max(len(label) for label, _ in table) + 2
+    widths = [max(len(values[i]) for _, values in table) + 2 for i in range(len(columns))]
+    for label, values in table:
+        print(f"{label:<{first}}" + "".join(f"{v:<{w}}" for v, w in zip(values, widths, strict=True)).rstrip())
+    where = f"{decision.model_name}@{decision.alias}"
+    if decision.dry_run:
+        print(f"dry run, nothing written: would be {decision.reason}")
+    elif decision.promoted:
+        print(f"{decision.reason}; {where} is now version {decision.version}")
+    else:
+        print(f"{decision.reason}; {where} stays" + (f" on version {decision.champion.version}"
+                                                    if decision.champion else " unset"))
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from hpsweep.predict import PredictError, predict
+    from hpsweep.quiet import quiet
+
+    try:
+        with quiet(args.verbose):
+            table = predict(args.model_uri, Path(args.input), args.tracking_uri)
+    except PredictError as exc:
+        raise BadInput(str(exc)) from None
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_suffix(out.suffix + ".partial")
+    table.to_csv(partial, index=False)
+    partial.replace(out)  # nothing half-written
+    print(f"wrote {len(table)} predictions to {out}")
+    return EXIT_OK
+
+
 def cmd_export_digits(args: argparse.Namespace) -> int:
     from hpsweep.data.digits import export_digits
 
@@ -250,6 +307,14 @@ def cmd_export_diabetes(args: argparse.Namespace) -> int:
     frame.to_csv(path, index=False)
     print(f"wrote {len(frame)} rows to {path} (target column: target)")
     return EXIT_OK
+
+
+def _number(text: str) -> Any:
+    """MLflow params are text; show numbers as numbers (short)."""
+    try:
+        return float(text) if any(ch in text for ch in ".e") else text
+    except ValueError:
+        return text
 
 
 def _short(value: Any) -> str:
@@ -297,6 +362,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME", help="the sweep's name (its MLflow experiment), or its YAML file")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
     p.set_defaults(func=cmd_status)
+
+    p = verbs.add_parser("promote", help="register the sweep's best model if it beats the champion on the test split")
+    p.add_argument("sweep", metavar="SWEEP", help="a sweep's name, its YAML file, or its parent run ID")
+    p.add_argument("--model-name", help="registered model name (default: registry.model_name, or the sweep name)")
+    p.add_argument("--alias", help="the alias to move (default: registry.alias, champion)")
+    p.add_argument("--min-improvement", type=float, help="how much better the test metric must be")
+    p.add_argument("--dry-run", action="store_true", help="evaluate and print, write nothing")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p.set_defaults(func=cmd_promote)
+
+    p = verbs.add_parser("predict", help="apply a model to a folder of images, a CSV of image paths or a table")
+    p.add_argument("model_uri", metavar="MODEL_URI", help="e.g. models:/digits-cnn@champion")
+    p.add_argument("input", metavar="INPUT", help="folder of images, CSV of image paths, or tabular CSV")
+    p.add_argument("--out", default="predictions.csv", help="CSV to write (default: predictions.csv)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p.set_defaults(func=cmd_predict)
 
     data = verbs.add_parser("data", help="write bundled datasets as files").add_subparsers(
         dest="data_verb", required=True, metavar="VERB")

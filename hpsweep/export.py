@@ -55,6 +55,13 @@ def log_model(net: Net, description: dict[str, Any], name: str = "model", exampl
             predictor = HpsweepModel()
             predictor.net, predictor.description = net.eval(), description
             signature = infer_signature(example, predictor.predict(None, example))
+            if description["preprocessing"]["kind"] == "image":
+                # the model resizes and converts channels itself: any [N, C, H, W] uint8 batch is valid input
+                from mlflow.models import ModelSignature
+                from mlflow.types.schema import Schema, TensorSpec
+
+                signature = ModelSignature(Schema([TensorSpec(np.dtype(np.uint8), (-1, -1, -1, -1))]),
+                                           signature.outputs)
         return mlflow.pyfunc.log_model(name=name, python_model=HpsweepModel(), artifacts={"model": str(folder)},
                                        pip_requirements=_requirements(), signature=signature,
                                        input_example=example)
@@ -67,18 +74,81 @@ def _requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in ("torch", "numpy", "pandas", "pyyaml", "pydantic", "hpsweep")]
 
 
-def registry_state_dict(uri: str) -> dict[str, torch.Tensor]:
-    """The weights of `models:/NAME@ALIAS` or `models:/NAME/VERSION`, read as tensors only."""
+def fetch_model(uri: str) -> Path:
+    """A local folder with the weights and description of `models:/...` or `runs:/...`, fetched from MLflow."""
     import mlflow
 
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
     except Exception as exc:  # MlflowException for unknown names, aliases or versions
-        raise ModelError(f"cannot fetch {uri} from the MLflow registry: {exc}") from None
+        raise ModelError(f"cannot fetch {uri} from MLflow: {exc}") from None
     found = sorted(local.rglob(WEIGHTS))
-    if not found:
-        raise ModelError(f"{uri} is not an hpsweep model (no {WEIGHTS} among its files)")
-    return load_state_dict(found[0])
+    if not found or not (found[0].parent / DESCRIPTION).is_file():
+        raise ModelError(f"{uri} is not an hpsweep model (no {WEIGHTS} and {DESCRIPTION} among its files)")
+    return found[0].parent
+
+
+def registry_state_dict(uri: str) -> dict[str, torch.Tensor]:
+    """The weights of `models:/NAME@ALIAS` or `models:/NAME/VERSION`, read as tensors only."""
+    return load_state_dict(fetch_model(uri) / WEIGHTS)
+
+
+def model_inputs(raw: Any, description: dict[str, Any]) -> torch.Tensor:
+    """Raw inputs as the network takes them, with the preprocessing stored beside its weights.
+
+    Images: uint8 [N, H, W] or [N, C, H, W] of any size; resized to the training size, made grey or
+    RGB as trained, normalised with the training statistics. Tables: the feature columns as in the CSV.
+    """
+    prep = description["preprocessing"]
+    if prep["kind"] == "table":
+        import pandas as pd
+
+        from hpsweep.data import tabular
+
+        return tabular.transform(pd.DataFrame(raw), prep)
+    from hpsweep.data.digits import resize_uint8
+
+    images = torch.as_tensor(np.asarray(raw)).to(torch.uint8)
+    if images.dim() == 3:
+        images = images.unsqueeze(1)
+    if images.dim() != 4:
+        raise ValueError(f"images must be [N, H, W] or [N, C, H, W] (got shape {tuple(images.shape)})")
+    channels = prep["channels"]
+    if images.shape[1] != channels:
+        if channels == 3 and images.shape[1] == 1:
+            images = images.expand(-1, 3, -1, -1)
+        elif channels == 1 and images.shape[1] == 3:
+            weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+            images = (images.float() * weights).sum(dim=1, keepdim=True).round().to(torch.uint8)
+        else:
+            raise ValueError(f"the model takes {channels}-channel images (got {images.shape[1]})")
+    images = resize_uint8(images, (prep["size"][0], prep["size"][1]))
+    mean = torch.tensor(prep["mean"]).view(1, -1, 1, 1)
+    std = torch.tensor(prep["std"]).view(1, -1, 1, 1)
+    return (images.float() / 255.0 - mean) / std
+
+
+@torch.no_grad()
+def raw_outputs(net: Net, description: dict[str, Any], raw: Any, batch_size: int = 256) -> torch.Tensor:
+    """The network's outputs (logits, or standardised predictions for regression) for raw inputs."""
+    net.eval()
+    x = model_inputs(raw, description)
+    return torch.cat([net(x[i:i + batch_size]).float() for i in range(0, len(x), batch_size)])
+
+
+def to_predictions(outputs: torch.Tensor, description: dict[str, Any]) -> Any:
+    """A table of predictions: label, class name and probability (or the predicted value, for regression)."""
+    import pandas as pd
+
+    prep = description["preprocessing"]
+    if prep.get("task") == "regression":
+        values = outputs.squeeze(1) * prep["target_std"][0] + prep["target_mean"][0]
+        return pd.DataFrame({"prediction": values.numpy()})
+    probabilities = outputs.softmax(dim=1)
+    best = probabilities.argmax(dim=1)
+    names = prep["class_names"]
+    return pd.DataFrame({"label": best.numpy(), "class_name": [names[i] for i in best.tolist()],
+                         "probability": probabilities.max(dim=1).values.numpy()})
 
 
 try:  # the pyfunc wrapper needs mlflow at import time; hpsweep itself does not
@@ -94,28 +164,6 @@ class HpsweepModel(PythonModel):  # type: ignore[misc]
         self.net, self.description = load_model(Path(context.artifacts["model"]))
 
     # MLflow reads predict's type hints; np.ndarray is one it takes without inferring a schema (a table
-    # arrives as a DataFrame and is handled below all the same).
+    # arrives as a DataFrame and is handled all the same).
     def predict(self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None) -> Any:
-        import pandas as pd
-
-        from hpsweep.data import tabular
-
-        prep = self.description["preprocessing"]
-        if prep["kind"] == "table":
-            x = tabular.transform(pd.DataFrame(model_input), prep)
-        else:
-            images = torch.as_tensor(np.asarray(model_input), dtype=torch.uint8)
-            x = images.unsqueeze(1) if images.dim() == 3 else images
-            mean = torch.tensor(prep["mean"]).view(1, -1, 1, 1)
-            std = torch.tensor(prep["std"]).view(1, -1, 1, 1)
-            x = (x.float() / 255.0 - mean) / std
-        with torch.no_grad():
-            output = self.net(x)
-        if prep.get("task") == "regression":
-            return pd.DataFrame({"prediction": (output.squeeze(1) * prep["target_std"][0]
-                                                + prep["target_mean"][0]).numpy()})
-        probabilities = output.softmax(dim=1)
-        best = probabilities.argmax(dim=1)
-        names = prep["class_names"]
-        return pd.DataFrame({"label": best.numpy(), "class_name": [names[i] for i in best.tolist()],
-                             "probability": probabilities.max(dim=1).values.numpy()})
+        return to_predictions(raw_outputs(self.net, self.description, model_input), self.description)

@@ -138,26 +138,37 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return dict(loaded)
 
 
+def pretrained_state(pretrained: str | None, base_dir: Path | None = None) -> dict[str, torch.Tensor] | None:
+    """The weights a `models:/...` URI or a state-dict file names (None for no or ImageNet weights).
+
+    A sweep reads them once on the driver and hands them to every trial: workers need no access to
+    the MLflow registry or to the driver's files."""
+    if not pretrained or pretrained == "imagenet":
+        return None
+    if pretrained.startswith("models:/"):
+        from hpsweep.export import registry_state_dict
+
+        return registry_state_dict(pretrained)
+    path = Path(pretrained).expanduser()
+    return load_state_dict(path if path.is_absolute() or base_dir is None else base_dir / path)
+
+
 def build_model(name: str, input_shape: tuple[int, ...], outputs: int, *, dropout: float = 0.0,
                 hidden_sizes: list[int] | None = None, pretrained: str | None = None,
-                base_dir: Path | None = None) -> Net:
+                base_dir: Path | None = None, state: Mapping[str, torch.Tensor] | None = None) -> Net:
     """A model for `outputs` classes (1 for regression), with pretrained weights where asked.
 
     pretrained: 'imagenet' (torchvision models), 'models:/NAME@ALIAS' or 'models:/NAME/VERSION' (a model
     from the MLflow registry), or a path to a state-dict / hpsweep checkpoint file. The backbone is
-    loaded; the head too when its shape matches, otherwise it stays freshly initialised.
+    loaded; the head too when its shape matches, otherwise it stays freshly initialised. `state` gives
+    those weights already read (see pretrained_state).
     """
     kwargs: dict[str, Any] = {"imagenet": True} if pretrained == "imagenet" else {}
     net = BUILDERS[name](input_shape, outputs, dropout, hidden_sizes or [128], **kwargs)
     if pretrained and pretrained != "imagenet":
-        if pretrained.startswith("models:/"):
-            from hpsweep.export import registry_state_dict
-
-            state = registry_state_dict(pretrained)
-        else:
-            path = Path(pretrained).expanduser()
-            state = load_state_dict(path if path.is_absolute() or base_dir is None else base_dir / path)
-        load_matching(net, state, source=pretrained)
+        weights = state if state is not None else pretrained_state(pretrained, base_dir)
+        assert weights is not None
+        load_matching(net, weights, source=pretrained)
     return net
 
 

@@ -6,20 +6,19 @@ object store; trials never re-read the files.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
 import tempfile
 import time
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hpsweep.data.base import DataError, PreparedData
 from hpsweep.params import param_extremes
+from hpsweep.quiet import quiet
 from hpsweep.space import SearchSpace, make_sampler
 from hpsweep.spec import SweepSpec, validate_data
 from hpsweep.tracking import SweepTracker, TrialRecord, trial_error
@@ -27,6 +26,9 @@ from hpsweep.trainable import TrialContext, data_mismatch, load_trainable, uses_
 
 log = logging.getLogger(__name__)
 DEFAULT_STORAGE = "hpsweep-results"
+#: what Ray ranks checkpoints by: the sweep metric, nudged by epoch so that among equal values the
+#: earliest epoch ranks first, as the loop's best epoch does (Ray then keeps the checkpoint we log)
+SCORE = "hpsweep_score"
 
 
 @dataclass(frozen=True)
@@ -68,19 +70,22 @@ def run_sweep(spec: SweepSpec, raw: dict[str, Any], sweep_text: str, *, uri: str
         check_metrics(spec, data)
         if (why := data_mismatch(trainable, data)) is not None:
             raise DataError(spec.source, "trainable", why)
+    from hpsweep.models import pretrained_state
+
+    pretrained = pretrained_state(spec.model.pretrained, spec.base_dir)  # read once, here, before Ray starts
     sweep_id = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    with _quiet(verbose):
-        return _run(spec, raw, sweep_text, data, sweep_id, uri, storage, on_progress, verbose)
+    with quiet(verbose):
+        return _run(spec, raw, sweep_text, data, pretrained, sweep_id, uri, storage, on_progress, verbose)
 
 
-def _run(spec: SweepSpec, raw: dict[str, Any], sweep_text: str, data: PreparedData | None, sweep_id: str,
-         uri: str | None, storage: str | None, on_progress: Callable[[Progress], None] | None,
+def _run(spec: SweepSpec, raw: dict[str, Any], sweep_text: str, data: PreparedData | None, pretrained: Any,
+         sweep_id: str, uri: str | None, storage: str | None, on_progress: Callable[[Progress], None] | None,
          verbose: bool) -> SweepOutcome:
-    tracker = SweepTracker(spec, sweep_id, sweep_text, uri)
+    tracker = SweepTracker(spec, sweep_id, sweep_text, uri, effective=raw)
     started_ray = _ensure_ray(verbose)
     status = "KILLED"
     try:
-        tuner = _build_tuner(spec, raw, data, sweep_id, storage, [_Callback(tracker, data, on_progress)])
+        tuner = _build_tuner(spec, raw, data, pretrained, sweep_id, storage, [_Callback(tracker, data, on_progress)])
         tuner.fit()
         failed = sum(1 for r in tracker.trials.values() if r.stop == "error")
         status = "FAILED" if tracker.trials and failed == len(tracker.trials) else "FINISHED"
@@ -98,40 +103,6 @@ def _run(spec: SweepSpec, raw: dict[str, Any], sweep_text: str, data: PreparedDa
                         tracker.trials, failed, best, best_params)
 
 
-@contextlib.contextmanager
-def _quiet(verbose: bool) -> Iterator[None]:
-    """The CLI shows its own progress: keep Ray's console reporter, Ray's and MLflow's chatter and
-    MLflow's progress bars out of the terminal for the sweep's duration (all of it back with -v)."""
-    if verbose:
-        yield
-        return
-    # mlflow configures its loggers and warning filters when imported: import first, then silence
-    import mlflow.models
-    import mlflow.pyfunc  # noqa: F401
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    settings = {"RAY_AIR_NEW_OUTPUT": "0", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
-    saved_env = {k: os.environ.get(k) for k in settings}
-    loggers = [logging.getLogger(n) for n in ("ray", "ray.tune", "ray.train", "mlflow", "alembic")]
-    saved_levels = [lg.level for lg in loggers]
-    os.environ.update(settings)
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        for logger, level in zip(loggers, saved_levels, strict=True):
-            logger.setLevel(level)
-
-
 def _ensure_ray(verbose: bool) -> bool:
     """Join RAY_ADDRESS's cluster, or start a local Ray with this machine's CPUs; True if we started it."""
     import ray
@@ -144,8 +115,8 @@ def _ensure_ray(verbose: bool) -> bool:
     return True
 
 
-def _build_tuner(spec: SweepSpec, raw: dict[str, Any], data: PreparedData | None, sweep_id: str,
-                 storage: str | None, callbacks: list[Any]) -> Any:
+def _build_tuner(spec: SweepSpec, raw: dict[str, Any], data: PreparedData | None, pretrained: Any,
+                 sweep_id: str, storage: str | None, callbacks: list[Any]) -> Any:
     from ray import tune
     from ray.tune.search.optuna import OptunaSearch
 
@@ -154,7 +125,7 @@ def _build_tuner(spec: SweepSpec, raw: dict[str, Any], data: PreparedData | None
     searcher = OptunaSearch(space=SearchSpace.of(spec).define_by_run, sampler=make_sampler(spec),
                             metric=metrics[0] if single else metrics, mode=modes[0] if single else modes)
     sweep = {"raw": raw, "source": spec.source, "base_dir": str(spec.base_dir)}
-    trainable = tune.with_resources(tune.with_parameters(_trial_entry, sweep=sweep, data=data),
+    trainable = tune.with_resources(tune.with_parameters(_trial_entry, sweep=sweep, data=data, pretrained=pretrained),
                                     {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
     location = storage or os.environ.get("HPSWEEP_STORAGE") or str(Path.cwd() / DEFAULT_STORAGE)
     return tune.Tuner(
@@ -166,7 +137,7 @@ def _build_tuner(spec: SweepSpec, raw: dict[str, Any], data: PreparedData | None
         ),
         run_config=tune.RunConfig(
             name=sweep_id, storage_path=location, callbacks=callbacks, verbose=0,
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=metrics[0],
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=SCORE,
                                                     checkpoint_score_order=modes[0]),
         ),
     )
@@ -204,7 +175,8 @@ def grace_period(spec: SweepSpec) -> int:
     return grace
 
 
-def _trial_entry(config: dict[str, Any], sweep: dict[str, Any], data: PreparedData | None) -> None:
+def _trial_entry(config: dict[str, Any], sweep: dict[str, Any], data: PreparedData | None,
+                 pretrained: dict[str, Any] | None) -> None:
     """Runs in a Ray worker: rebuild the spec, size torch to the trial's CPUs, run the trainable."""
     import torch
     from ray import tune
@@ -218,15 +190,25 @@ def _trial_entry(config: dict[str, Any], sweep: dict[str, Any], data: PreparedDa
         with checkpoint.as_directory() as folder:
             resume = load_checkpoint(Path(folder))
 
+    metric, mode = spec.train.metrics()[0], spec.train.modes()[0]
+    epochs_reported = 0
+
     def report(metrics: Any, state: dict[str, Any] | None = None) -> None:
+        nonlocal epochs_reported
+        epochs_reported += 1
+        metrics = dict(metrics)
+        if isinstance(metrics.get(metric), int | float):
+            nudge = 1e-9 * epochs_reported
+            metrics[SCORE] = float(metrics[metric]) - nudge if mode == "max" else float(metrics[metric]) + nudge
         if state is None:
-            tune.report(dict(metrics))
+            tune.report(metrics)
             return
         with tempfile.TemporaryDirectory() as folder:
             save_checkpoint(state, Path(folder))
-            tune.report(dict(metrics), checkpoint=tune.Checkpoint.from_directory(folder))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
-    load_trainable(spec.trainable)(config, TrialContext(spec, data, report, resume, spec.resources.cpu))
+    context = TrialContext(spec, data, report, resume, spec.resources.cpu, pretrained)
+    load_trainable(spec.trainable)(config, context)
 
 
 def _callback_base() -> type:

@@ -96,6 +96,8 @@ class SklearnDigits(_ImageData):
     """scikit-learn's bundled handwritten digits: 1,797 real 8x8 images, 10 classes, no download."""
 
     source: Literal["sklearn_digits"]
+    classes: list[Annotated[int, Field(ge=0, le=9)]] | None = Field(
+        None, min_length=2, description="keep only these digits (a smaller task, e.g. for fine-tuning)")
 
 
 class ImageFolder(_ImageData):

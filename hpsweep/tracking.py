@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 SWEEP_TAG, TRIAL_TAG, PARENT_TAG = "hpsweep.sweep_id", "hpsweep.trial_id", "mlflow.parentRunId"
+BASE_DIR_TAG, EFFECTIVE_SWEEP = "hpsweep.base_dir", "sweep/effective.yaml"
 #: keys Ray Tune adds to every result; they are bookkeeping, not metrics of the model
 RAY_KEYS = {"training_iteration", "time_this_iter_s", "time_total_s", "timestamp", "pid", "time_since_restore",
             "iterations_since_restore", "done", "trial_id", "node_ip", "hostname", "date", "experiment_tag",
@@ -50,7 +51,8 @@ class TrialRecord:
 class SweepTracker:
     """Creates the parent run and writes everything about the sweep's trials into MLflow."""
 
-    def __init__(self, spec: SweepSpec, sweep_id: str, sweep_text: str, uri: str | None = None) -> None:
+    def __init__(self, spec: SweepSpec, sweep_id: str, sweep_text: str, uri: str | None = None,
+                 effective: dict[str, Any] | None = None) -> None:
         import mlflow
         from mlflow import MlflowClient
 
@@ -65,13 +67,14 @@ class SweepTracker:
         parent = self.client.create_run(self.experiment_id, run_name=sweep_id, tags={
             SWEEP_TAG: sweep_id, "hpsweep.sweep_name": spec.name, "hpsweep.trainable": spec.trainable,
             "mlflow.note.content": spec.description or f"hpsweep sweep {spec.name}",
+            BASE_DIR_TAG: str(spec.base_dir), "hpsweep.source": spec.source,
             **({"mlflow.source.git.commit": commit} if (commit := _git_commit(spec.base_dir)) else {}),
         })
         self.parent_id = parent.info.run_id
         self.trials: dict[str, TrialRecord] = {}
-        self._log_sweep(sweep_text)
+        self._log_sweep(sweep_text, effective)
 
-    def _log_sweep(self, sweep_text: str) -> None:
+    def _log_sweep(self, sweep_text: str, effective: dict[str, Any] | None) -> None:
         search = self.spec.search
         self.client.log_batch(self.parent_id, params=_params({
             "trainable": self.spec.trainable, "algorithm": search.algorithm, "num_trials": self.spec.num_trials,
@@ -79,6 +82,10 @@ class SweepTracker:
             "epochs": self.spec.train.epochs, "data.source": self.spec.data.source,
         }))
         self.client.log_text(self.parent_id, sweep_text, "sweep/sweep.yaml")
+        if effective is not None:  # the file with any --set applied: what the sweep really ran
+            import yaml
+
+            self.client.log_text(self.parent_id, yaml.safe_dump(effective, sort_keys=False), EFFECTIVE_SWEEP)
         self.client.log_dict(self.parent_id, self.spec.model_dump(mode="json", by_alias=True), "sweep/resolved.json")
         self.client.log_dict(self.parent_id, _versions(), "sweep/versions.json")
 

@@ -38,6 +38,7 @@ class TrialContext:
     report: Report  #: report(metrics, checkpoint_state=None), once per epoch
     resume_state: dict[str, Any] | None = None  #: the latest checkpoint when the trial is resumed
     cpus: float = 1.0
+    pretrained: dict[str, Any] | None = None  #: model.pretrained's weights, read once for the sweep
     extra: dict[str, Any] = field(default_factory=dict)
 
     def on_epoch(self, report: EpochReport) -> None:

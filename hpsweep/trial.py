@@ -37,11 +37,12 @@ def check_metrics(spec: SweepSpec, data: PreparedData) -> None:
                             f"choose from: {', '.join(available)}")
 
 
-def build_net(spec: SweepSpec, data: PreparedData, params: TrialParams) -> Net:
+def build_net(spec: SweepSpec, data: PreparedData, params: TrialParams,
+              pretrained: Mapping[str, torch.Tensor] | None = None) -> Net:
     torch.manual_seed(spec.train.seed)  # the same seed initialises every trial's model the same way
     return build_model(architecture(spec, params), data.input_shape, data.num_outputs, dropout=params.dropout,
                        hidden_sizes=list(spec.model.hidden_sizes), pretrained=spec.model.pretrained,
-                       base_dir=spec.base_dir)
+                       base_dir=spec.base_dir, state=pretrained)
 
 
 def architecture(spec: SweepSpec, params: TrialParams) -> str:
@@ -51,10 +52,12 @@ def architecture(spec: SweepSpec, params: TrialParams) -> str:
 
 def run_trial(spec: SweepSpec, data: PreparedData, config: Mapping[str, Any], *,
               on_epoch: Callable[[EpochReport], None] | None = None, resume: dict[str, Any] | None = None,
-              device: torch.device | None = None) -> tuple[Net, FitResult]:
-    """Train one configuration on the train split and validate on val; the test split is never passed on."""
+              device: torch.device | None = None, pretrained: Mapping[str, torch.Tensor] | None = None
+              ) -> tuple[Net, FitResult]:
+    """Train one configuration on the train split and validate on val; the test split is never passed on.
+    `pretrained`: weights already read for a models:/ or file `model.pretrained` (else they are read here)."""
     params = SearchSpace.of(spec).resolve(config)
-    net = build_net(spec, data, params)
+    net = build_net(spec, data, params, pretrained)
     result = fit(net, data.for_search(), params, loop_settings(spec), on_epoch=on_epoch, resume=resume,
                  device=device)
     return net, result

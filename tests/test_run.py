@@ -77,7 +77,7 @@ def test_one_parent_and_a_nested_finished_run_per_trial(smoke):
         artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
         assert {"checkpoint", "learning_curve.png", "confusion_matrix.png"} <= artifacts
     sweep_files = {a.path for a in client.list_artifacts(parent.info.run_id, "sweep")}
-    assert sweep_files == {"sweep/sweep.yaml", "sweep/resolved.json", "sweep/versions.json"}
+    assert sweep_files == {"sweep/sweep.yaml", "sweep/effective.yaml", "sweep/resolved.json", "sweep/versions.json"}
     assert "MLflow: experiment 'smoke'" in out and "mlflow ui --backend-store-uri" in out
 
 

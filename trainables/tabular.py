@@ -10,7 +10,8 @@ from hpsweep.trial import run_trial
 
 
 def tabular(config: Mapping[str, Any], context: TrialContext) -> None:
-    run_trial(context.spec, context.data, config, on_epoch=context.on_epoch, resume=context.resume_state)
+    run_trial(context.spec, context.data, config, on_epoch=context.on_epoch, resume=context.resume_state,
+              pretrained=context.pretrained)
 
 
 tabular.accepts = "table"  # type: ignore[attr-defined]  # checked before the sweep starts

@@ -22,11 +22,13 @@ def load_digits() -> tuple[torch.Tensor, torch.Tensor]:
     return images.round().to(torch.uint8).unsqueeze(1), torch.as_tensor(bunch.target, dtype=torch.int64)
 
 
-def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
+def resize_uint8(images: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
     """Resize a uint8 batch once, bilinearly; used when the sweep asks for another image size."""
-    if images.shape[-1] == size and images.shape[-2] == size:
+    height, width = (size, size) if isinstance(size, int) else size
+    if images.shape[-2] == height and images.shape[-1] == width:
         return images
-    scaled = F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    scaled = F.interpolate(images.float(), size=(height, width), mode="bilinear", align_corners=False,
+                           antialias=True)
     return scaled.round().clamp(0, 255).to(torch.uint8)
 
 

@@ -72,12 +72,18 @@ def _load_images(spec: SweepSpec, fail: Any) -> tuple[Any, ...]:
     data = spec.data
     if isinstance(data, SklearnDigits):
         images, labels = load_digits()
+        names = tuple(str(i) for i in range(10))
+        if data.classes:
+            keep = sorted(set(data.classes))
+            mask = torch.isin(labels, torch.tensor(keep))
+            images, labels = images[mask], torch.searchsorted(torch.tensor(keep), labels[mask])
+            names = tuple(str(i) for i in keep)
         if data.image_size:
             images = resize_uint8(images, data.image_size)
         if data.color == "rgb":
             images = images.expand(-1, 3, -1, -1).contiguous()
         ids = tuple(f"digits[{i}]" for i in range(len(labels)))
-        return images, labels, ids, tuple(str(i) for i in range(10)), None
+        return images, labels, ids, names, None
     given: tuple[torch.Tensor, ...] | None = None
     if isinstance(data, ImageFolder):
         listing, given = _list_folder(spec.resolve_path(data.path), fail)
