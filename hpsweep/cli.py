@@ -159,9 +159,8 @@ def _apply_sets(raw: dict[str, Any], sets: Sequence[str], trials: int | None, co
     """`section.key=value` sets a sweep-file value; a bare `key=value` fixes a hyperparameter (space.key)."""
     import copy
 
-    import yaml
-
     from hpsweep.spec import SweepSpec
+    from hpsweep.yamlio import parse_scalar
 
     out = copy.deepcopy(raw)
     for item in sets:
@@ -176,7 +175,7 @@ def _apply_sets(raw: dict[str, Any], sets: Sequence[str], trials: int | None, co
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ValueError(f"{key} does not name a mapping in the sweep file")
-        node[path[-1]] = yaml.safe_load(value) if value.strip() else None
+        node[path[-1]] = parse_scalar(value)
     for name, number in (("num_trials", trials), ("max_concurrent", concurrency)):
         if number is not None:
             out.setdefault("search", {})[name] = number

@@ -21,6 +21,7 @@ from hpsweep.tracking import BASE_DIR_TAG, EFFECTIVE_SWEEP, PARENT_TAG, SWEEP_TA
 
 log = logging.getLogger(__name__)
 DECISION, TEST_TAG, FINGERPRINT = "hpsweep.decision", "hpsweep.test_metric", "hpsweep.data_fingerprint"
+ALIAS_TAG = "hpsweep.alias"
 
 
 class PromotionError(Exception):
@@ -139,8 +140,10 @@ def _best_trial(client: Any, parent: Any, val_metric: str, mode: str) -> Any:
                 and math.isfinite(r.data.metrics.get(f"best_{val_metric}", math.nan))]
     if not finished:
         raise PromotionError(f"sweep {parent.data.tags[SWEEP_TAG]} has no finished trial with a finite {val_metric}")
+    # the tracker named the best trial when the sweep ended (ties broken once, there); else pick here
+    named = [r for r in finished if r.info.run_id == parent.data.tags.get("hpsweep.best_run_id")]
     pick = max if mode == "max" else min
-    best = pick(finished, key=lambda r: r.data.metrics[f"best_{val_metric}"])
+    best = named[0] if named else pick(finished, key=lambda r: r.data.metrics[f"best_{val_metric}"])
     if "hpsweep.model_uri" not in best.data.tags:
         raise PromotionError(f"the best trial ({best.info.run_name}) has no logged model")
     return best
@@ -223,7 +226,7 @@ def _register(client: Any, decision: Decision, best: Any, fingerprint: str, val_
         "hpsweep.run_id": best.info.run_id, f"hpsweep.{val_metric}": str(best.data.metrics[f"best_{val_metric}"]),
         TEST_TAG: f"{decision.metric}={test[decision.metric]!r}", "hpsweep.test_metrics": json.dumps(test),
         FINGERPRINT: fingerprint, "hpsweep.previous_champion": decision.champion.version if decision.champion
-        else "none", DECISION: "promoted", "hpsweep.reason": decision.reason,
+        else "none", DECISION: "promoted", "hpsweep.reason": decision.reason, ALIAS_TAG: decision.alias,
     }
     for key, value in tags.items():
         client.set_model_version_tag(decision.model_name, version.version, key, value)
@@ -231,13 +234,14 @@ def _register(client: Any, decision: Decision, best: Any, fingerprint: str, val_
 
 
 def _settle_alias(client: Any, name: str, alias: str, fingerprint: str, mode: str, rounds: int = 3) -> None:
-    """Point the alias at the best promoted version for this data. Racing promoters each settle after
-    registering, so whichever settles last has seen both versions and leaves the alias on the better."""
+    """Point the alias at the best version promoted for it on this data. Racing promoters each settle
+    after registering, so whichever settles last has seen both versions and leaves the alias on the better."""
     for attempt in range(rounds):
         best_version, best_score = None, None
         for version in client.search_model_versions(f"name='{name}'"):
             tags = version.tags or {}
-            if tags.get(DECISION) != "promoted" or tags.get(FINGERPRINT) != fingerprint:
+            if (tags.get(DECISION) != "promoted" or tags.get(FINGERPRINT) != fingerprint
+                    or tags.get(ALIAS_TAG) != alias):
                 continue
             score = float(tags[TEST_TAG].split("=", 1)[1])
             better = best_score is None or (score > best_score if mode == "max" else score < best_score)

@@ -268,12 +268,13 @@ def _model_logger(spec: SweepSpec, data: PreparedData) -> Callable[[str, TrialRe
         from hpsweep.export import describe, log_model
         from hpsweep.space import SearchSpace
         from hpsweep.trial import architecture, build_net
+        from hpsweep.yamlio import parse_scalar
 
         if record.best_checkpoint is None:
             return None
         with record.best_checkpoint.as_directory() as folder:
             state = load_checkpoint(Path(folder))
-        config = {k: _parse(v) for k, v in mlflow.MlflowClient(uri).get_run(record.run_id).data.params.items()}
+        config = {k: parse_scalar(v) for k, v in mlflow.MlflowClient(uri).get_run(record.run_id).data.params.items()}
         params = SearchSpace.of(spec).resolve(config)
         net = build_net(spec.model_copy(update={"model": spec.model.model_copy(update={"pretrained": None})}),
                         data, params)
@@ -284,13 +285,6 @@ def _model_logger(spec: SweepSpec, data: PreparedData) -> Callable[[str, TrialRe
             return log_model(net.eval(), description, example=_input_example(spec, data)).model_uri
 
     return log_best
-
-
-def _parse(value: str) -> Any:
-    """MLflow keeps params as text; read them back as the YAML scalars they were."""
-    import yaml
-
-    return yaml.safe_load(value)
 
 
 def _input_example(spec: SweepSpec, data: PreparedData) -> Any:

@@ -10,7 +10,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
-import yaml
 
 from hpsweep.data.base import DataError, PreparedData
 from hpsweep.loop import EpochReport, FitResult, LoopSettings, fit, reported_metrics
@@ -18,6 +17,7 @@ from hpsweep.models import Net, build_model
 from hpsweep.sections import IMAGE_SOURCES
 from hpsweep.space import SearchSpace, TrialParams
 from hpsweep.spec import SweepSpec
+from hpsweep.yamlio import parse_scalar
 
 
 def loop_settings(spec: SweepSpec) -> LoopSettings:
@@ -71,7 +71,7 @@ def apply_overrides(config: Mapping[str, Any], overrides: Sequence[str]) -> dict
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--set takes key=value (got {item!r})")
-        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        out[key.strip()] = parse_scalar(raw)
     for kind in ("optimizer", "scheduler"):
         chosen = out.get(kind)
         for key in [k for k in out if k.startswith(f"{kind}.") and not k.startswith(f"{kind}.{chosen}.")]:

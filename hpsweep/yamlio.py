@@ -30,6 +30,14 @@ _SweepLoader.add_implicit_resolver(
 )
 
 
+def parse_scalar(text: str) -> Any:
+    """A value typed on a command line or kept as text by MLflow, read as the sweep file would read it
+    (so `1e-3` is a number, `true` a boolean, `null` None)."""
+    if not text.strip():
+        return None
+    return yaml.load(text, Loader=_SweepLoader)
+
+
 def _key_text(node: yaml.Node) -> str:
     return str(node.value) if isinstance(node, yaml.ScalarNode) else "<complex key>"
 

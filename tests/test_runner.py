@@ -25,8 +25,8 @@ def test_grace_period_covers_the_frozen_epochs(tmp_path, scheduler, freeze, epoc
 
 def test_set_changes_the_file_or_fixes_a_hyperparameter():
     raw = {"name": "x", "train": {"epochs": 5}, "space": {"lr": {"loguniform": [0.001, 0.1]}}}
-    out = _apply_sets(raw, ["train.epochs=2", "lr=0.01", "params.depth=3"], trials=4, concurrency=1)
-    assert out["train"]["epochs"] == 2 and out["space"]["lr"] == 0.01 and out["space"]["params"] == {"depth": 3}
+    out = _apply_sets(raw, ["train.epochs=2", "lr=1e-3", "params.depth=3"], trials=4, concurrency=1)
+    assert out["train"]["epochs"] == 2 and out["space"]["lr"] == 0.001 and out["space"]["params"] == {"depth": 3}
     assert out["search"] == {"num_trials": 4, "max_concurrent": 1}
     assert raw["train"]["epochs"] == 5  # the file's data is not changed in place
     with pytest.raises(ValueError, match="key=value"):

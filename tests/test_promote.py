@@ -1,0 +1,244 @@
+"""Promotion to the MLflow Model Registry, prediction with the champion, and a PostgreSQL-backed server."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+pytestmark = pytest.mark.slow
+HPSWEEP = str(Path(sys.executable).with_name("hpsweep"))
+
+
+def _sweep(folder: Path, name: str, space: dict, epochs: int, trials: int) -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": name, "trainable": "image_classifier", "data": {"source": "sklearn_digits"},
+        "model": {"name": "mlp", "hidden_sizes": [64]}, "train": {"epochs": epochs, "metric": "val_accuracy"},
+        "search": {"algorithm": "random", "num_trials": trials, "max_concurrent": 2}, "space": space,
+        "resources": {"cpu": 1}, "registry": {"model_name": "digits"}}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def store(ray_session, tmp_path_factory):
+    """Two finished sweeps on the same data in one SQLite store: a strong one and a deliberately weak one."""
+    from hpsweep.cli import main
+
+    folder = tmp_path_factory.mktemp("registry")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    strong = _sweep(folder, "strong", {"lr": {"loguniform": [0.003, 0.01]}}, epochs=5, trials=2)
+    weak = _sweep(folder, "weak", {"lr": {"choice": [1.0e-5, 2.0e-5]}, "optimizer": "sgd"}, epochs=1, trials=2)
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        for sweep in (strong, weak):
+            assert main(["run", str(sweep), "--tracking-uri", uri, "--storage", str(folder / "results")]) == 0
+    finally:
+        os.chdir(cwd)
+    return folder, uri
+
+
+def _promote(run_cli, store, *args: str):
+    _, uri = store
+    return run_cli("promote", *args, "--tracking-uri", uri)
+
+
+def _client(uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(uri)
+
+
+def test_better_challenger_takes_the_alias_and_is_tagged(store, run_cli):
+    _, uri = store
+    code, out, err = _promote(run_cli, store, "strong")
+    assert code == 0, err
+    assert "promoted: there is no champion yet; digits@champion is now version 1" in out
+    client = _client(uri)
+    version = client.get_model_version_by_alias("digits", "champion")
+    tags = version.tags
+    assert str(version.version) == "1" and tags["hpsweep.decision"] == "promoted"
+    assert tags["hpsweep.sweep_id"].startswith("strong-") and tags["hpsweep.trial_id"]
+    assert float(tags["hpsweep.test_metric"].split("=")[1]) > 0.85
+    assert "hpsweep.val_accuracy" in tags and tags["hpsweep.previous_champion"] == "none"
+    assert len(tags["hpsweep.data_fingerprint"]) == 16
+
+
+def test_weaker_or_equal_challengers_do_not_move_it(store, run_cli):
+    _, uri = store
+    _promote(run_cli, store, "strong")  # first promotion, if this test runs alone
+    client = _client(uri)
+    before = client.get_model_version_by_alias("digits", "champion").version
+    count = len(client.search_model_versions("name='digits'"))
+    code, out, _ = _promote(run_cli, store, "weak")
+    assert code == 0 and "held: test accuracy" in out and f"stays on version {before}" in out
+    code, out, _ = _promote(run_cli, store, "strong")
+    assert code == 0 and "held" in out  # equal is not better
+    assert client.get_model_version_by_alias("digits", "champion").version == before
+    assert len(client.search_model_versions("name='digits'")) == count
+    weak_parent = client.search_runs([client.get_experiment_by_name("weak").experiment_id],
+                                     filter_string="tags.`hpsweep.sweep_id` != ''")
+    parent = next(r for r in weak_parent if "mlflow.parentRunId" not in r.data.tags)
+    assert parent.data.tags["hpsweep.promotion.champion"].endswith("held")
+    assert any(a.path.startswith("promotions/") for a in client.list_artifacts(parent.info.run_id, "promotions"))
+
+
+def test_dry_run_writes_nothing(store, run_cli):
+    _, uri = store
+    client = _client(uri)
+    versions = len(client.search_model_versions("name='digits'")) if client.search_registered_models() else 0
+    code, out, _ = _promote(run_cli, store, "strong", "--alias", "dry", "--dry-run")
+    assert code == 0 and out.strip().splitlines()[-1].startswith("dry run, nothing written: would be promoted")
+    assert len(client.search_model_versions("name='digits'")) == versions
+    with pytest.raises(Exception, match="dry"):
+        client.get_model_version_by_alias("digits", "dry")
+
+
+def test_racing_promoters_leave_the_alias_on_the_better_version(store):
+    folder, uri = store
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+
+    def promote(sweep: str) -> int:
+        return subprocess.run([HPSWEEP, "promote", sweep, "--alias", "race"], cwd=folder, env=env,
+                              capture_output=True, text=True, timeout=300, check=False).returncode
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        codes = list(pool.map(promote, ["weak", "strong"]))
+    assert codes == [0, 0]
+    winner = _client(uri).get_model_version_by_alias("digits", "race")
+    assert winner.tags["hpsweep.sweep_id"].startswith("strong-")
+
+
+def test_diverged_trials_are_never_promoted(store, run_cli, tmp_path):
+    from hpsweep.cli import main
+
+    _, uri = store
+    sweep = _sweep(tmp_path, "diverged", {"lr": {"choice": [1.0e6, 2.0e6]}, "optimizer": "sgd"}, epochs=2, trials=2)
+    assert main(["run", str(sweep), "--tracking-uri", uri, "--storage", str(tmp_path / "results")]) == 0
+    code, _, err = _promote(run_cli, store, "diverged")
+    assert code == 2 and "has no finished trial with a finite val_accuracy" in err
+
+
+def test_unknown_sweep_is_bad_input(store, run_cli):
+    code, _, err = _promote(run_cli, store, "no-such-sweep")
+    assert code == 2 and err.strip() == f"hpsweep: no sweep named 'no-such-sweep' in {store[1]}"
+
+
+def test_the_pyfunc_predicts_what_the_loop_evaluates(store, run_cli):
+    """The registered model on raw uint8 images agrees with the trained network on the loop's batches."""
+    import mlflow
+
+    from hpsweep.batches import BatchPlan, batches
+    from hpsweep.data import prepare
+    from hpsweep.export import fetch_model, load_model
+    from hpsweep.spec import load_spec
+
+    folder, uri = store
+    _promote(run_cli, store, "strong")
+    mlflow.set_tracking_uri(uri)
+    pyfunc = mlflow.pyfunc.load_model("models:/digits@champion")
+    data = prepare(load_spec(folder / "strong.yaml"))
+    served = pyfunc.predict(data.test.x.numpy())["label"].to_numpy()
+    net, _ = load_model(fetch_model("models:/digits@champion"))
+    plan = BatchPlan(True, data.mean, data.std, None, torch.device("cpu"))
+    with torch.no_grad():
+        looped = torch.cat([net.eval()(x).argmax(1) for x, _ in batches(data.test, 128, plan, train=False)])
+    assert np.array_equal(served, looped.numpy())
+    assert (served == data.test.y.numpy()).mean() > 0.85
+    grey_8x8 = data.test.x[:3, 0].numpy()  # [N, H, W] works too: preprocessing travels with the model
+    assert list(pyfunc.predict(grey_8x8[:, None])["label"]) == list(served[:3])
+
+
+def test_predict_writes_a_csv_in_input_order(store, run_cli, digit_files, tmp_path):
+    _, uri = store
+    _promote(run_cli, store, "strong")
+    out = tmp_path / "predictions.csv"
+    code, stdout, err = run_cli("predict", "models:/digits@champion", str(digit_files / "folders"),
+                                "--out", str(out), "--tracking-uri", uri)
+    assert code == 0, err and "wrote 1797 predictions" in stdout
+    import pandas as pd
+
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["input", "label", "class_name", "probability"]
+    assert list(table["input"]) == sorted(table["input"])
+    truth = table["input"].str.split("/").str[0].astype(int)
+    assert (table["label"] == truth).mean() > 0.85 and table["probability"].between(0, 1).all()
+    code, _, err = run_cli("predict", "models:/digits@champion", str(digit_files / "csv" / "labels.csv"),
+                           "--out", str(tmp_path / "p2.csv"), "--tracking-uri", uri)
+    assert code == 0 and len(pd.read_csv(tmp_path / "p2.csv")) == 1797
+    code, _, err = run_cli("predict", "models:/digits@champion", str(tmp_path / "nope"), "--tracking-uri", uri)
+    assert code == 2 and err.strip() == f"hpsweep: {tmp_path / 'nope'}: no such file or folder"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def postgres_mlflow(tmp_path):
+    """A fresh PostgreSQL database and an `mlflow server` on it with proxied artifacts; all removed after."""
+    import psycopg
+
+    name = f"hpsweep_{uuid.uuid4().hex[:10]}"
+    admin = psycopg.connect(host="127.0.0.1", port=5432, dbname="postgres", user="postgres", autocommit=True)
+    admin.execute(f"CREATE DATABASE {name}")
+    port = _free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"postgresql://postgres@127.0.0.1:5432/{name}",
+         "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        import urllib.request
+
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    raise RuntimeError("the mlflow server did not start") from None
+                time.sleep(1)
+        yield f"http://127.0.0.1:{port}", name
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, 15)
+            server.wait(timeout=30)
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+def test_sweep_and_promotion_against_a_postgresql_backed_server(ray_session, postgres_mlflow, tmp_path, run_cli):
+    import psycopg
+
+    uri, database = postgres_mlflow
+    sweep = _sweep(tmp_path, "pgsweep", {"lr": {"loguniform": [0.003, 0.01]}}, epochs=2, trials=2)
+    code, _, err = run_cli("run", str(sweep), "--tracking-uri", uri, "--storage", str(tmp_path / "results"))
+    assert code == 0, err
+    code, out, err = run_cli("promote", "pgsweep", "--tracking-uri", uri)
+    assert code == 0 and "now version 1" in out, err
+    with psycopg.connect(host="127.0.0.1", dbname=database, user="postgres") as db, db.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM runs")
+        assert cursor.fetchone()[0] == 3  # the parent and two trials, in PostgreSQL
+        cursor.execute("SELECT version FROM registered_model_aliases WHERE alias = 'champion'")
+        assert cursor.fetchone()[0] == 1
+    import mlflow
+
+    from hpsweep.export import fetch_model
+
+    mlflow.set_tracking_uri(uri)
+    assert (fetch_model("models:/digits@champion") / "weights.pt").is_file()  # artifacts through the server
