@@ -215,11 +215,13 @@ def postgres_mlflow(tmp_path):
                 time.sleep(1)
         yield f"http://127.0.0.1:{port}", name
     finally:
-        if server.poll() is None:
-            os.killpg(server.pid, 15)
-            server.wait(timeout=30)
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
+        try:
+            if server.poll() is None:
+                os.killpg(server.pid, 15)
+                server.wait(timeout=30)
+        finally:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            admin.close()
 
 
 def test_sweep_and_promotion_against_a_postgresql_backed_server(ray_session, postgres_mlflow, tmp_path, run_cli):
