@@ -217,9 +217,13 @@ def _decide(challenger: Candidate, champion: Candidate | None, metric: str, mode
 
 
 def _register(client: Any, decision: Decision, best: Any, fingerprint: str, val_metric: str) -> str:
+    import contextlib
+    import io
+
     import mlflow
 
-    version = mlflow.register_model(decision.challenger.model_uri, decision.model_name)
+    with contextlib.redirect_stderr(io.StringIO()):  # MLflow prints its own notices; the CLI reports the version
+        version = mlflow.register_model(decision.challenger.model_uri, decision.model_name)
     test = decision.challenger.test
     tags = {
         SWEEP_TAG: decision.sweep_id, "hpsweep.trial_id": best.data.tags.get("hpsweep.trial_id", ""),

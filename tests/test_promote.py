@@ -244,3 +244,40 @@ def test_sweep_and_promotion_against_a_postgresql_backed_server(ray_session, pos
 
     mlflow.set_tracking_uri(uri)
     assert (fetch_model("models:/digits@champion") / "weights.pt").is_file()  # artifacts through the server
+
+
+def test_the_champion_serves_with_mlflow_models_serve(store, run_cli):
+    """`mlflow models serve` on models:/NAME@champion answers a JSON request of raw images."""
+    import json
+    import urllib.request
+
+    from sklearn.datasets import load_digits
+
+    folder, uri = store
+    _promote(run_cli, store, "strong")
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    server = subprocess.Popen(["mlflow", "models", "serve", "-m", "models:/digits@champion", "--env-manager", "local",
+                               "-p", str(port)], cwd=folder, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                break
+            except OSError:
+                assert time.time() < deadline and server.poll() is None, "the model server did not start"
+                time.sleep(1)
+        digits = load_digits()
+        images = (digits.images[:20] * 255 / 16).round().astype(int)[:, None].tolist()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", method="POST",
+                                         data=json.dumps({"inputs": images}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        answer = json.loads(urllib.request.urlopen(request, timeout=30).read())["predictions"]
+        labels = [p["label"] for p in answer]
+        assert len(labels) == 20 and np.mean(np.array(labels) == digits.target[:20]) >= 0.8
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, 15)
+            server.wait(timeout=30)
