@@ -6,12 +6,13 @@ object store; trials never re-read the files.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -281,10 +282,26 @@ def _model_logger(spec: SweepSpec, data: PreparedData) -> Callable[[str, TrialRe
         net.load_state_dict(state["model"])
         description = describe(architecture(spec, params), list(spec.model.hidden_sizes), net, data.preprocessing,
                                 data.input_shape, data.num_outputs)
-        with mlflow.start_run(run_id=record.run_id):
+        experiment_id = mlflow.MlflowClient(uri).get_run(record.run_id).info.experiment_id
+        with _active_experiment(experiment_id), mlflow.start_run(run_id=record.run_id):
             return log_model(net.eval(), description, example=_input_example(spec, data)).model_uri
 
     return log_best
+
+
+@contextlib.contextmanager
+def _active_experiment(experiment_id: str) -> Iterator[None]:
+    """MLflow reopens a run only inside its own experiment as the process's active one; switch to it for
+    the model logging and put back whatever the caller had (a notebook may have set its own)."""
+    import mlflow
+    from mlflow.tracking import fluent
+
+    previous = getattr(fluent, "_active_experiment_id", None)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    try:
+        yield
+    finally:
+        fluent._active_experiment_id = previous  # set_experiment would look it up in this store
 
 
 def _input_example(spec: SweepSpec, data: PreparedData) -> Any:

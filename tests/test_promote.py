@@ -81,8 +81,9 @@ def test_weaker_or_equal_challengers_do_not_move_it(store, run_cli):
     client = _client(uri)
     before = client.get_model_version_by_alias("digits", "champion").version
     count = len(client.search_model_versions("name='digits'"))
-    code, out, _ = _promote(run_cli, store, "weak")
-    assert code == 0 and "held: test accuracy" in out and f"stays on version {before}" in out
+    code, out, err = _promote(run_cli, store, "weak")
+    assert code == 0, err
+    assert "held: test accuracy" in out and f"stays on version {before}" in out
     code, out, _ = _promote(run_cli, store, "strong")
     assert code == 0 and "held" in out  # equal is not better
     assert client.get_model_version_by_alias("digits", "champion").version == before
@@ -109,13 +110,14 @@ def test_racing_promoters_leave_the_alias_on_the_better_version(store):
     folder, uri = store
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
 
-    def promote(sweep: str) -> int:
-        return subprocess.run([HPSWEEP, "promote", sweep, "--alias", "race"], cwd=folder, env=env,
-                              capture_output=True, text=True, timeout=300, check=False).returncode
+    def promote(sweep: str) -> tuple[int, str]:
+        done = subprocess.run([HPSWEEP, "promote", sweep, "--alias", "race"], cwd=folder, env=env,
+                              capture_output=True, text=True, timeout=300, check=False)
+        return done.returncode, done.stderr
 
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        codes = list(pool.map(promote, ["weak", "strong"]))
-    assert codes == [0, 0]
+        results = list(pool.map(promote, ["weak", "strong"]))
+    assert [code for code, _ in results] == [0, 0], results
     winner = _client(uri).get_model_version_by_alias("digits", "race")
     assert winner.tags["hpsweep.sweep_id"].startswith("strong-")
 

@@ -43,9 +43,16 @@ def smoke(ray_session, tmp_path_factory):
     import io
     import os
 
+    import mlflow
+    from mlflow.tracking import fluent
+
     from hpsweep.cli import main
 
     folder = tmp_path_factory.mktemp("smoke")
+    # the caller already works in an experiment of its own, as in a notebook: the sweep must not mind
+    mlflow.set_tracking_uri(f"sqlite:///{folder / 'notebook.db'}")
+    mlflow.set_experiment("scratch")  # so the notebook's experiment ID differs from the sweep's
+    notebook = mlflow.set_experiment("notebook").experiment_id
     out, err = io.StringIO(), io.StringIO()
     cwd = os.getcwd()
     os.chdir(folder)
@@ -55,6 +62,7 @@ def smoke(ray_session, tmp_path_factory):
                          "--storage", str(folder / "results")])
     finally:
         os.chdir(cwd)
+    assert fluent._active_experiment_id == notebook  # and it is left as it was
     return folder, code, out.getvalue(), err.getvalue()
 
 
