@@ -144,6 +144,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                         storage=args.storage, on_progress=table.update, verbose=args.verbose)
     table.close()
     total = len(outcome.trials)
+    if outcome.interrupted:
+        print(f"interrupted: {total} trials started; what ran is in MLflow, open runs are marked KILLED")
     print(f"{total} trials: {total - outcome.failed} finished, {outcome.failed} failed")
     if outcome.best is not None:
         _, record = outcome.best
@@ -151,6 +153,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("  " + "  ".join(f"{k}={v}" for k, v in outcome.best_params.items()))
     print(f"MLflow: experiment {outcome.experiment!r}, parent run {outcome.parent_run_id} ({outcome.tracking_uri})")
     print(f"see it: mlflow ui --backend-store-uri {outcome.tracking_uri}  (then open http://127.0.0.1:5000)")
+    if outcome.interrupted:
+        return 130
     return EXIT_FAILURE if total and outcome.failed == total else EXIT_OK
 
 

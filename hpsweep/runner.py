@@ -55,6 +55,7 @@ class SweepOutcome:
     failed: int = 0
     best: tuple[str, TrialRecord] | None = None
     best_params: dict[str, str] = field(default_factory=dict)
+    interrupted: bool = False
 
 
 def run_sweep(spec: SweepSpec, raw: dict[str, Any], sweep_text: str, *, uri: str | None = None,
@@ -84,15 +85,18 @@ def _run(spec: SweepSpec, raw: dict[str, Any], sweep_text: str, data: PreparedDa
          verbose: bool) -> SweepOutcome:
     tracker = SweepTracker(spec, sweep_id, sweep_text, uri, effective=raw)
     started_ray = _ensure_ray(verbose)
-    status = "KILLED"
+    status, failed = "KILLED", 0
     try:
         tuner = _build_tuner(spec, raw, data, pretrained, sweep_id, storage, [_Callback(tracker, data, on_progress)])
-        tuner.fit()
-        failed = sum(1 for r in tracker.trials.values() if r.stop == "error")
+        with _graceful_interrupt():
+            tuner.fit()
+        failed = sum(1 for r in tracker.trials.values() if r.stop in ("error", "oom"))
         status = "FAILED" if tracker.trials and failed == len(tracker.trials) else "FINISHED"
+        if _INTERRUPT["requested"]:
+            status = "KILLED"  # stopped by Ctrl-C: what ran is recorded, the runs left open are closed
         tracker.finish_sweep(status, _model_logger(spec, data) if data is not None else None)
     finally:
-        if status == "KILLED":
+        if tracker.client.get_run(tracker.parent_id).info.status == "RUNNING":
             tracker.abort()
         if started_ray:
             import ray
@@ -101,7 +105,59 @@ def _run(spec: SweepSpec, raw: dict[str, Any], sweep_text: str, data: PreparedDa
     best = tracker.best_trial()
     best_params = tracker.client.get_run(best[1].run_id).data.params if best else {}
     return SweepOutcome(sweep_id, spec.experiment_name, tracker.parent_id, tracker.uri, tracker.metric,
-                        tracker.trials, failed, best, best_params)
+                        tracker.trials, failed, best, best_params, interrupted=bool(_INTERRUPT["requested"]))
+
+
+#: set by the first Ctrl-C during a sweep; read by the stopper Ray Tune polls (module state, so the
+#: copy of the stopper Ray makes still sees it)
+_INTERRUPT = {"requested": False}
+
+
+@contextlib.contextmanager
+def _graceful_interrupt() -> Iterator[None]:
+    """The first Ctrl-C asks Ray Tune to stop the sweep (trials stop, state is saved, runs are closed);
+    a second one stops at once. Ray's own handler is switched off so the runner knows it happened."""
+    import signal
+    import threading
+
+    _INTERRUPT["requested"] = False
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        _INTERRUPT["requested"] = True
+        log.warning("interrupted: stopping the sweep (Ctrl-C again to stop at once)")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    saved = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if saved is None:
+            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+        else:
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = saved
+
+
+def _stopper_base() -> type:
+    from ray.tune.stopper import Stopper
+
+    return Stopper
+
+
+class _InterruptStopper(_stopper_base()):  # type: ignore[misc]
+    """Stops the whole sweep once Ctrl-C was pressed; never a single trial."""
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return bool(_INTERRUPT["requested"])
 
 
 def _ensure_ray(verbose: bool) -> bool:
@@ -138,6 +194,8 @@ def _build_tuner(spec: SweepSpec, raw: dict[str, Any], data: PreparedData | None
         ),
         run_config=tune.RunConfig(
             name=sweep_id, storage_path=location, callbacks=callbacks, verbose=0,
+            failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
+            stop=_InterruptStopper(),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=SCORE,
                                                     checkpoint_score_order=modes[0]),
         ),
@@ -209,7 +267,15 @@ def _trial_entry(config: dict[str, Any], sweep: dict[str, Any], data: PreparedDa
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
     context = TrialContext(spec, data, report, resume, spec.resources.cpu, pretrained)
-    load_trainable(spec.trainable)(config, context)
+    try:
+        load_trainable(spec.trainable)(config, context)
+    except (torch.OutOfMemoryError, MemoryError) as exc:
+        # Retrying the same configuration would run out of memory again: end the trial with the reason
+        # (the tracker marks it FAILED) instead of raising, which Ray would retry up to max_failures.
+        from hpsweep.metrics import worst_value
+
+        tune.report({metric: worst_value(metric, mode), "hpsweep_stop": "oom",
+                     "hpsweep_error": f"out of memory: {type(exc).__name__}: {exc}"[:2000]})
 
 
 def _callback_base() -> type:

@@ -301,6 +301,7 @@ class SearchSpec(StrictModel):
         None, gt=0, description="stop starting trials after this long: seconds, or 30m, 2h")
     scheduler: SchedulerSpec = Fifo(name="fifo")
     seed: int | None = Field(None, ge=0, description="sampler seed (default: train.seed)")
+    max_failures: int = Field(0, ge=0, description="times a crashed trial is retried from its latest checkpoint")
 
 
 # ---------------------------------------------------------------- resources, tracking, registry

@@ -46,6 +46,8 @@ class TrialRecord:
     best_checkpoint: Any = None  #: the ray.tune.Checkpoint of the best epoch so far
     confusion: list[list[int]] | None = None
     stop: str | None = None
+    error: str | None = None  #: why the trial failed, when it reported that itself (out of memory)
+    last_step: int = 0  #: the latest epoch logged: a retried trial's repeated epochs are logged once
 
 
 class SweepTracker:
@@ -104,6 +106,11 @@ class SweepTracker:
 
         record = self.trials[trial_id]
         step = int(result.get("epoch", result.get("training_iteration", len(record.history) + 1)))
+        record.stop = result.get("hpsweep_stop") or record.stop
+        record.error = result.get("hpsweep_error") or record.error
+        if step <= record.last_step:
+            return  # a retried trial repeating an epoch it had already reported
+        record.last_step = step
         values = {k: float(v) for k, v in result.items() if _is_metric(k, v)}
         record.history.append({**values, "epoch": step})
         now = int(time.time() * 1000)
@@ -114,7 +121,6 @@ class SweepTracker:
             record.best = value
         if result.get("hpsweep_confusion") is not None:
             record.confusion = result["hpsweep_confusion"]
-        record.stop = result.get("hpsweep_stop") or record.stop
 
     def finish_trial(self, trial_id: str, error: str | None = None, class_names: tuple[str, ...] = ()) -> None:
         record = self.trials[trial_id]
@@ -129,9 +135,10 @@ class SweepTracker:
                     self.client.log_artifacts(run_id, folder, "checkpoint")
             except Exception as exc:  # a checkpoint that vanished must not lose the rest of the record
                 log.warning("could not log the best checkpoint of %s: %s", trial_id, exc)
+        error = error or record.error
         if error is not None:
             self.client.set_tag(run_id, "hpsweep.error", error[-4900:])
-            self.client.set_tag(run_id, "hpsweep.stop_reason", "error")
+            self.client.set_tag(run_id, "hpsweep.stop_reason", record.stop if record.stop == "oom" else "error")
             self.client.set_terminated(run_id, "FAILED")
             return
         # no stop reason from the loop means Ray's scheduler ended the trial before its last epoch

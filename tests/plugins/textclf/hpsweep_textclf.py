@@ -44,3 +44,50 @@ def flaky(config: Mapping[str, Any], context: Any) -> None:
 
 
 flaky.uses_data = False
+
+
+def _attempt(config: Mapping[str, Any]) -> None:
+    """Note each start of a trial in the file the config names (so a test can count retries)."""
+    if config.get("attempts"):
+        with open(config["attempts"], "a", encoding="utf-8") as handle:
+            handle.write("start\n")
+
+
+def crashy(config: Mapping[str, Any], context: Any) -> None:
+    """Three epochs with a checkpoint each; the worker process dies hard during epoch 2 unless resumed."""
+    import os
+
+    _attempt(config)
+    done = int(context.resume_state["epoch"]) if context.resume_state else 0
+    for epoch in range(done + 1, 4):
+        if epoch == 2 and context.resume_state is None:
+            os._exit(1)  # as if the worker were killed: no exception, no cleanup
+        metrics = {"val_accuracy": 0.25 * epoch, "epoch": epoch}
+        if epoch == 3:
+            metrics["hpsweep_stop"] = "completed"
+        context.report(metrics, {"model": {}, "epoch": epoch})
+
+
+crashy.uses_data = False
+
+
+def hungry(config: Mapping[str, Any], context: Any) -> None:
+    """Runs out of memory in its second epoch."""
+    _attempt(config)
+    context.report({"val_accuracy": 0.5, "epoch": 1}, None)
+    raise MemoryError("could not allocate 64 GiB (simulated)")
+
+
+hungry.uses_data = False
+
+
+def sleepy(config: Mapping[str, Any], context: Any) -> None:
+    """Slow epochs, for interrupting a sweep while trials run."""
+    import time
+
+    for epoch in range(1, context.spec.train.epochs + 1):
+        time.sleep(1.0)
+        context.report({"val_accuracy": 0.1, "epoch": epoch}, None)
+
+
+sleepy.uses_data = False

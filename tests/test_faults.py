@@ -1,0 +1,105 @@
+"""Faults during a sweep: a worker that dies, a trial out of memory, Ctrl-C on the driver."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+
+def _sweep(folder: Path, trainable: str, **search: object) -> Path:
+    path = folder / f"{trainable}.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": trainable, "trainable": trainable, "data": {"source": "sklearn_digits"},
+        "train": {"epochs": 3, "metric": "val_accuracy"}, "search": {"num_trials": 1, **search},
+        "space": {"params": {"attempts": str(folder / "attempts.txt")}}}))
+    return path
+
+
+def _trial_runs(folder: Path, experiment: str) -> list:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    found = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([found.experiment_id])
+    return [(r, client) for r in runs if "mlflow.parentRunId" in r.data.tags]
+
+
+def _run(run_cli, folder: Path, sweep: Path):
+    return run_cli("run", str(sweep), "--tracking-uri", f"sqlite:///{folder / 'mlflow.db'}",
+                   "--storage", str(folder / "results"))
+
+
+def test_a_killed_worker_resumes_from_its_checkpoint(ray_session, tmp_path, run_cli):
+    code, _, err = _run(run_cli, tmp_path, _sweep(tmp_path, "crashy", max_failures=1))
+    assert code == 0, err
+    assert (tmp_path / "attempts.txt").read_text().count("start") == 2  # died once, started again
+    ((run, client),) = _trial_runs(tmp_path, "crashy")
+    history = client.get_metric_history(run.info.run_id, "val_accuracy")
+    assert [(m.step, m.value) for m in history] == [(1, 0.25), (2, 0.5), (3, 0.75)]  # epoch 1 not redone
+    assert run.info.status == "FINISHED" and run.data.tags["hpsweep.stop_reason"] == "completed"
+
+
+def test_past_max_failures_the_trial_fails_and_the_sweep_ends(ray_session, tmp_path, run_cli):
+    code, out, _ = _run(run_cli, tmp_path, _sweep(tmp_path, "crashy", max_failures=0))
+    assert code == 1 and "1 trials: 0 finished, 1 failed" in out
+    ((run, _),) = _trial_runs(tmp_path, "crashy")
+    assert run.info.status == "FAILED"
+
+
+def test_out_of_memory_fails_the_trial_once_with_its_reason(ray_session, tmp_path, run_cli):
+    code, _, _ = _run(run_cli, tmp_path, _sweep(tmp_path, "hungry", max_failures=2))
+    assert code == 1
+    assert (tmp_path / "attempts.txt").read_text().count("start") == 1  # not retried with the same config
+    ((run, _),) = _trial_runs(tmp_path, "hungry")
+    assert run.info.status == "FAILED" and run.data.tags["hpsweep.stop_reason"] == "oom"
+    assert "out of memory: MemoryError: could not allocate 64 GiB" in run.data.tags["hpsweep.error"]
+
+
+def test_ctrl_c_stops_cleanly_and_leaves_no_process(tmp_path):
+    sweep = tmp_path / "sleepy.yaml"
+    sweep.write_text(yaml.safe_dump({
+        "name": "sleepy", "trainable": "sleepy", "data": {"source": "sklearn_digits"},
+        "train": {"epochs": 60, "metric": "val_accuracy"}, "search": {"num_trials": 4, "max_concurrent": 2},
+        "space": {"params": {"x": {"choice": [1, 2, 3, 4]}}}}))
+    database = tmp_path / "mlflow.db"
+    # explicit: mlflow.set_tracking_uri in this process exports MLFLOW_TRACKING_URI to children
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{database}"}
+    driver = subprocess.Popen([str(Path(sys.executable).with_name("hpsweep")), "run", str(sweep)], cwd=tmp_path,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)
+    deadline = time.time() + 120
+    while not _trial_runs_exist(database) and time.time() < deadline:
+        time.sleep(1)
+    time.sleep(3)  # a few epochs in
+    driver.send_signal(signal.SIGINT)
+    stopped = time.time()
+    output, _ = driver.communicate(timeout=60)
+    assert driver.returncode == 130, output
+    assert time.time() - stopped < 30
+    assert "interrupted:" in output
+    runs = _trial_runs(tmp_path, "sleepy")
+    assert runs and all(r.info.status == "KILLED" for r, _ in runs)
+    time.sleep(2)
+    leftovers = subprocess.run(["ps", "-eo", "sid=,cmd="], capture_output=True, text=True).stdout.splitlines()
+    assert [line for line in leftovers if line.split(None, 1)[0] == str(driver.pid)] == []
+
+
+def _trial_runs_exist(database: Path) -> bool:
+    if not database.exists():
+        return False
+    import sqlite3
+
+    try:
+        with sqlite3.connect(database) as db:
+            return db.execute("SELECT count(*) FROM tags WHERE key = 'hpsweep.trial_id'").fetchone()[0] > 0
+    except sqlite3.Error:
+        return False
