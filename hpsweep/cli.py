@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from hpsweep import __version__
+from hpsweep.cli_render import ProgressTable, print_decision, short
 from hpsweep.errors import SpecError
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
@@ -84,7 +85,7 @@ def cmd_space(args: argparse.Namespace) -> int:
         from hpsweep.space import first_configs
 
         for index, config in enumerate(first_configs(spec, args.samples), 1):
-            print(f"  {index:>3}: " + "  ".join(f"{k}={_short(v)}" for k, v in config.items()))
+            print(f"  {index:>3}: " + "  ".join(f"{k}={short(v)}" for k, v in config.items()))
     return EXIT_OK
 
 
@@ -107,7 +108,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = prepare(spec)
     check_metrics(spec, data)
     print(f"training {spec.name}: {len(data.train)} train / {len(data.val)} val examples, config:")
-    print("  " + "  ".join(f"{k}={_short(v)}" for k, v in config.items()))
+    print("  " + "  ".join(f"{k}={short(v)}" for k, v in config.items()))
     out = Path(args.out) if args.out else None
 
     def show(report: Any) -> None:
@@ -186,35 +187,6 @@ def _apply_sets(raw: dict[str, Any], sets: Sequence[str], trials: int | None, co
     return out
 
 
-class ProgressTable:
-    """One row per trial: redrawn in place on a terminal, a line per finished trial otherwise."""
-
-    def __init__(self, metric: str, live: bool) -> None:
-        self.metric, self.live = metric, live
-        self.rows: dict[int, str] = {}
-        self.drawn = 0
-        print(f"{'trial':>5}  {'status':<13} {'epoch':>5}  {metric:>12}  params")
-
-    def update(self, event: Any) -> None:
-        value = f"{event.value:.4g}" if event.value is not None else "-"
-        params = "  ".join(f"{k}={_short(v)}" for k, v in event.params.items())
-        status = event.status if event.event == "end" else "running"
-        row = f"{event.trial:>5}  {status:<13} {event.epoch:>5}  {value:>12}  {params}"
-        self.rows[event.trial] = row
-        if self.live:
-            sys.stdout.write(f"\x1b[{self.drawn}F" if self.drawn else "")
-            for line in self.rows.values():
-                sys.stdout.write(f"\x1b[2K{line[:200]}\n")
-            self.drawn = len(self.rows)
-            sys.stdout.flush()
-        elif event.event == "end":
-            print(row, flush=True)
-
-    def close(self) -> None:
-        if self.live:
-            sys.stdout.flush()
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     from hpsweep.status import UnknownSweep, sweep_status
 
@@ -247,32 +219,8 @@ def cmd_promote(args: argparse.Namespace) -> int:
                                min_improvement=args.min_improvement, dry_run=args.dry_run, uri=args.tracking_uri)
     except PromotionError as exc:
         raise BadInput(str(exc)) from None
-    _print_decision(decision)
+    print_decision(decision)
     return EXIT_OK
-
-
-def _print_decision(decision: Any) -> None:
-    """Challenger and champion side by side: model, run, test metrics (* the one compared), params."""
-    columns = [decision.challenger] + ([decision.champion] if decision.champion else [])
-    table = [("", [c.role for c in columns]), ("model", [c.model_uri for c in columns]),
-             ("run", [c.run_id or "-" for c in columns])]
-    for name in sorted(decision.challenger.test):
-        mark = " *" if name == decision.metric else ""
-        table.append((f"test_{name}{mark}", [f"{c.test.get(name, float('nan')):.4g}" for c in columns]))
-    for key in sorted(set().union(*(c.params for c in columns))):
-        table.append((key, [_short(_number(c.params.get(key, "-"))) for c in columns]))
-    first = max(len(label) for label, _ in table) + 2
-    widths = [max(len(values[i]) for _, values in table) + 2 for i in range(len(columns))]
-    for label, values in table:
-        print(f"{label:<{first}}" + "".join(f"{v:<{w}}" for v, w in zip(values, widths, strict=True)).rstrip())
-    where = f"{decision.model_name}@{decision.alias}"
-    if decision.dry_run:
-        print(f"dry run, nothing written: would be {decision.reason}")
-    elif decision.promoted:
-        print(f"{decision.reason}; {where} is now version {decision.version}")
-    else:
-        print(f"{decision.reason}; {where} stays" + (f" on version {decision.champion.version}"
-                                                    if decision.champion else " unset"))
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -310,18 +258,6 @@ def cmd_export_diabetes(args: argparse.Namespace) -> int:
     frame.to_csv(path, index=False)
     print(f"wrote {len(frame)} rows to {path} (target column: target)")
     return EXIT_OK
-
-
-def _number(text: str) -> Any:
-    """MLflow params are text; show numbers as numbers (short)."""
-    try:
-        return float(text) if any(ch in text for ch in ".e") else text
-    except ValueError:
-        return text
-
-
-def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def build_parser() -> argparse.ArgumentParser:

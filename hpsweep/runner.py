@@ -6,18 +6,19 @@ object store; trials never re-read the files.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hpsweep.best_model import model_logger
 from hpsweep.data.base import DataError, PreparedData
+from hpsweep.interrupt import INTERRUPT, InterruptStopper, graceful_interrupt
 from hpsweep.params import param_extremes
 from hpsweep.quiet import quiet
 from hpsweep.space import SearchSpace, make_sampler
@@ -88,13 +89,13 @@ def _run(spec: SweepSpec, raw: dict[str, Any], sweep_text: str, data: PreparedDa
     status, failed = "KILLED", 0
     try:
         tuner = _build_tuner(spec, raw, data, pretrained, sweep_id, storage, [_Callback(tracker, data, on_progress)])
-        with _graceful_interrupt():
+        with graceful_interrupt():
             tuner.fit()
         failed = sum(1 for r in tracker.trials.values() if r.stop in ("error", "oom"))
         status = "FAILED" if tracker.trials and failed == len(tracker.trials) else "FINISHED"
-        if _INTERRUPT["requested"]:
+        if INTERRUPT["requested"]:
             status = "KILLED"  # stopped by Ctrl-C: what ran is recorded, the runs left open are closed
-        tracker.finish_sweep(status, _model_logger(spec, data) if data is not None else None)
+        tracker.finish_sweep(status, model_logger(spec, data) if data is not None else None)
     finally:
         if tracker.client.get_run(tracker.parent_id).info.status == "RUNNING":
             tracker.abort()
@@ -105,59 +106,7 @@ def _run(spec: SweepSpec, raw: dict[str, Any], sweep_text: str, data: PreparedDa
     best = tracker.best_trial()
     best_params = tracker.client.get_run(best[1].run_id).data.params if best else {}
     return SweepOutcome(sweep_id, spec.experiment_name, tracker.parent_id, tracker.uri, tracker.metric,
-                        tracker.trials, failed, best, best_params, interrupted=bool(_INTERRUPT["requested"]))
-
-
-#: set by the first Ctrl-C during a sweep; read by the stopper Ray Tune polls (module state, so the
-#: copy of the stopper Ray makes still sees it)
-_INTERRUPT = {"requested": False}
-
-
-@contextlib.contextmanager
-def _graceful_interrupt() -> Iterator[None]:
-    """The first Ctrl-C asks Ray Tune to stop the sweep (trials stop, state is saved, runs are closed);
-    a second one stops at once. Ray's own handler is switched off so the runner knows it happened."""
-    import signal
-    import threading
-
-    _INTERRUPT["requested"] = False
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGINT)
-
-    def on_interrupt(signum: int, frame: Any) -> None:
-        _INTERRUPT["requested"] = True
-        log.warning("interrupted: stopping the sweep (Ctrl-C again to stop at once)")
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    saved = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
-    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
-    signal.signal(signal.SIGINT, on_interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if saved is None:
-            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
-        else:
-            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = saved
-
-
-def _stopper_base() -> type:
-    from ray.tune.stopper import Stopper
-
-    return Stopper
-
-
-class _InterruptStopper(_stopper_base()):  # type: ignore[misc]
-    """Stops the whole sweep once Ctrl-C was pressed; never a single trial."""
-
-    def __call__(self, trial_id: str, result: dict) -> bool:
-        return False
-
-    def stop_all(self) -> bool:
-        return bool(_INTERRUPT["requested"])
+                        tracker.trials, failed, best, best_params, interrupted=bool(INTERRUPT["requested"]))
 
 
 def _ensure_ray(verbose: bool) -> bool:
@@ -195,7 +144,7 @@ def _build_tuner(spec: SweepSpec, raw: dict[str, Any], data: PreparedData | None
         run_config=tune.RunConfig(
             name=sweep_id, storage_path=location, callbacks=callbacks, verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
-            stop=_InterruptStopper(),
+            stop=InterruptStopper(),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=SCORE,
                                                     checkpoint_score_order=modes[0]),
         ),
@@ -323,58 +272,3 @@ class _Callback(_callback_base()):  # type: ignore[misc]
         self.tracker.finish_trial(trial.trial_id, error=trial_error(trial), class_names=self.class_names)
         record = self.tracker.trials[trial.trial_id]
         self._emit("end", trial, epoch=len(record.history), value=record.best, status="error")
-
-
-def _model_logger(spec: SweepSpec, data: PreparedData) -> Callable[[str, TrialRecord, str], str | None]:
-    """Logs the best trial's best checkpoint as an MLflow model, with a signature and an input example."""
-
-    def log_best(trial_id: str, record: TrialRecord, uri: str) -> str | None:
-        import mlflow
-
-        from hpsweep.checkpoint import load_checkpoint
-        from hpsweep.export import describe, log_model
-        from hpsweep.space import SearchSpace
-        from hpsweep.trial import architecture, build_net
-        from hpsweep.yamlio import parse_scalar
-
-        if record.best_checkpoint is None:
-            return None
-        with record.best_checkpoint.as_directory() as folder:
-            state = load_checkpoint(Path(folder))
-        config = {k: parse_scalar(v) for k, v in mlflow.MlflowClient(uri).get_run(record.run_id).data.params.items()}
-        params = SearchSpace.of(spec).resolve(config)
-        net = build_net(spec.model_copy(update={"model": spec.model.model_copy(update={"pretrained": None})}),
-                        data, params)
-        net.load_state_dict(state["model"])
-        description = describe(architecture(spec, params), list(spec.model.hidden_sizes), net, data.preprocessing,
-                                data.input_shape, data.num_outputs)
-        experiment_id = mlflow.MlflowClient(uri).get_run(record.run_id).info.experiment_id
-        with _active_experiment(experiment_id), mlflow.start_run(run_id=record.run_id):
-            return log_model(net.eval(), description, example=_input_example(spec, data)).model_uri
-
-    return log_best
-
-
-@contextlib.contextmanager
-def _active_experiment(experiment_id: str) -> Iterator[None]:
-    """MLflow reopens a run only inside its own experiment as the process's active one; switch to it for
-    the model logging and put back whatever the caller had (a notebook may have set its own)."""
-    import mlflow
-    from mlflow.tracking import fluent
-
-    previous = getattr(fluent, "_active_experiment_id", None)
-    mlflow.set_experiment(experiment_id=experiment_id)
-    try:
-        yield
-    finally:
-        fluent._active_experiment_id = previous  # set_experiment would look it up in this store
-
-
-def _input_example(spec: SweepSpec, data: PreparedData) -> Any:
-    """A few raw inputs as a served model receives them: uint8 images, or the CSV's feature columns."""
-    if data.is_image:
-        return data.val.x[:2].numpy()
-    import pandas as pd
-
-    features = [c["name"] for c in data.preprocessing["columns"]]
-    return pd.read_csv(spec.resolve_path(spec.data.path), nrows=2)[features]

@@ -1,0 +1,71 @@
+"""What the CLI shows: the live table of trials, the promotion decision, short numbers."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+
+class ProgressTable:
+    """One row per trial: redrawn in place on a terminal, a line per finished trial otherwise."""
+
+    def __init__(self, metric: str, live: bool) -> None:
+        self.metric, self.live = metric, live
+        self.rows: dict[int, str] = {}
+        self.drawn = 0
+        print(f"{'trial':>5}  {'status':<13} {'epoch':>5}  {metric:>12}  params")
+
+    def update(self, event: Any) -> None:
+        value = f"{event.value:.4g}" if event.value is not None else "-"
+        params = "  ".join(f"{k}={short(v)}" for k, v in event.params.items())
+        status = event.status if event.event == "end" else "running"
+        row = f"{event.trial:>5}  {status:<13} {event.epoch:>5}  {value:>12}  {params}"
+        self.rows[event.trial] = row
+        if self.live:
+            sys.stdout.write(f"\x1b[{self.drawn}F" if self.drawn else "")
+            for line in self.rows.values():
+                sys.stdout.write(f"\x1b[2K{line[:200]}\n")
+            self.drawn = len(self.rows)
+            sys.stdout.flush()
+        elif event.event == "end":
+            print(row, flush=True)
+
+    def close(self) -> None:
+        if self.live:
+            sys.stdout.flush()
+
+
+def print_decision(decision: Any) -> None:
+    """Challenger and champion side by side: model, run, test metrics (* the one compared), params."""
+    columns = [decision.challenger] + ([decision.champion] if decision.champion else [])
+    table = [("", [c.role for c in columns]), ("model", [c.model_uri for c in columns]),
+             ("run", [c.run_id or "-" for c in columns])]
+    for name in sorted(decision.challenger.test):
+        mark = " *" if name == decision.metric else ""
+        table.append((f"test_{name}{mark}", [f"{c.test.get(name, float('nan')):.4g}" for c in columns]))
+    for key in sorted(set().union(*(c.params for c in columns))):
+        table.append((key, [short(number(c.params.get(key, "-"))) for c in columns]))
+    first = max(len(label) for label, _ in table) + 2
+    widths = [max(len(values[i]) for _, values in table) + 2 for i in range(len(columns))]
+    for label, values in table:
+        print(f"{label:<{first}}" + "".join(f"{v:<{w}}" for v, w in zip(values, widths, strict=True)).rstrip())
+    where = f"{decision.model_name}@{decision.alias}"
+    if decision.dry_run:
+        print(f"dry run, nothing written: would be {decision.reason}")
+    elif decision.promoted:
+        print(f"{decision.reason}; {where} is now version {decision.version}")
+    else:
+        print(f"{decision.reason}; {where} stays" + (f" on version {decision.champion.version}"
+                                                    if decision.champion else " unset"))
+
+
+def number(text: str) -> Any:
+    """MLflow params are text; show numbers as numbers (short)."""
+    try:
+        return float(text) if any(ch in text for ch in ".e") else text
+    except ValueError:
+        return text
+
+
+def short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
