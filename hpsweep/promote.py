@@ -112,15 +112,12 @@ def _find_sweep(client: Any, ref: str) -> _Sweep:
             from hpsweep.spec import load_spec
 
             experiment_name = load_spec(ref).experiment_name
-        experiment = client.get_experiment_by_name(experiment_name)
-        if experiment is None:
-            raise PromotionError(f"no sweep named {experiment_name!r} in {client.tracking_uri}")
-        runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{SWEEP_TAG}` != ''",
-                                  order_by=["attributes.start_time DESC"], max_results=50)
-        parents = [r for r in runs if PARENT_TAG not in r.data.tags]
-        if not parents:
-            raise PromotionError(f"experiment {experiment_name!r} holds no hpsweep sweep")
-        parent = parents[0]
+        from hpsweep.status import UnknownSweep, latest_parent
+
+        try:
+            parent = latest_parent(client, experiment_name)
+        except UnknownSweep as exc:
+            raise PromotionError(str(exc)) from None
     if SWEEP_TAG not in parent.data.tags or PARENT_TAG in parent.data.tags:
         raise PromotionError(f"run {parent.info.run_id} is not an hpsweep sweep's parent run")
     import yaml

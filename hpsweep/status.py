@@ -33,20 +33,27 @@ class SweepStatus:
     trials: list[TrialRow]
 
 
+def latest_parent(client: Any, name: str) -> Any:
+    """The parent run of the latest sweep recorded in experiment `name` (a sweep's name or its
+    tracking.experiment); UnknownSweep when there is none."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        raise UnknownSweep(f"no sweep named {name!r} in {client.tracking_uri}")
+    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{SWEEP_TAG}` != ''",
+                              order_by=["attributes.start_time DESC"], max_results=50)
+    parents = [r for r in runs if PARENT_TAG not in r.data.tags]
+    if not parents:
+        raise UnknownSweep(f"experiment {name!r} holds no hpsweep sweep")
+    return parents[0]
+
+
 def sweep_status(name: str, uri: str | None = None) -> SweepStatus:
     """The latest sweep recorded in experiment `name` (a sweep's name, or its tracking.experiment)."""
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri(uri))
-    experiment = client.get_experiment_by_name(name)
-    if experiment is None:
-        raise UnknownSweep(f"no sweep named {name!r} in {tracking_uri(uri)}")
-    parents = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{SWEEP_TAG}` != ''",
-                                 order_by=["attributes.start_time DESC"], max_results=50)
-    parents = [p for p in parents if PARENT_TAG not in p.data.tags]
-    if not parents:
-        raise UnknownSweep(f"experiment {name!r} holds no hpsweep sweep")
-    parent = parents[0]
+    parent = latest_parent(client, name)
+    experiment = client.get_experiment(parent.info.experiment_id)
     metric = parent.data.params.get("metric", "")
     children = client.search_runs([experiment.experiment_id],
                                   filter_string=f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'",

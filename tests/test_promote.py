@@ -189,6 +189,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _wait_until_up(url: str, server: subprocess.Popen, seconds: float = 120) -> None:
+    """Poll a server the test started until it answers; fail if it exits or takes too long."""
+    import urllib.request
+
+    deadline = time.time() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            if time.time() > deadline or server.poll() is not None:
+                raise RuntimeError(f"the server behind {url} did not start") from None
+            time.sleep(1)
+
+
 @pytest.fixture
 def postgres_mlflow(tmp_path):
     """A fresh PostgreSQL database and an `mlflow server` on it with proxied artifacts; all removed after."""
@@ -204,17 +219,7 @@ def postgres_mlflow(tmp_path):
          "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        import urllib.request
-
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    raise RuntimeError("the mlflow server did not start") from None
-                time.sleep(1)
+        _wait_until_up(f"http://127.0.0.1:{port}/health", server)
         yield f"http://127.0.0.1:{port}", name
     finally:
         try:
@@ -263,14 +268,7 @@ def test_the_champion_serves_with_mlflow_models_serve(store, run_cli):
                                "-p", str(port)], cwd=folder, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
-                break
-            except OSError:
-                assert time.time() < deadline and server.poll() is None, "the model server did not start"
-                time.sleep(1)
+        _wait_until_up(f"http://127.0.0.1:{port}/ping", server)
         digits = load_digits()
         images = (digits.images[:20] * 255 / 16).round().astype(int)[:, None].tolist()
         request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", method="POST",
