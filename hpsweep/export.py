@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from mlflow.pyfunc import PythonModel
 
 from hpsweep.models import ModelError, Net, build_model, load_state_dict
 
@@ -151,10 +152,6 @@ def to_predictions(outputs: torch.Tensor, description: dict[str, Any]) -> Any:
                          "probability": probabilities.max(dim=1).values.numpy()})
 
 
-try:  # the pyfunc wrapper needs mlflow at import time; hpsweep itself does not
-    from mlflow.pyfunc import PythonModel
-except ImportError:  # pragma: no cover - mlflow is a dependency
-    PythonModel = object  # type: ignore[assignment,misc]
 
 
 class HpsweepModel(PythonModel):  # type: ignore[misc]

@@ -16,6 +16,7 @@ class PredictError(Exception):
 
 
 def _fail(field: str, message: str) -> PredictError:
+    """decode_images names the spec field at fault; for predict the file in the message is what counts."""
     return PredictError(message)
 
 
@@ -65,7 +66,4 @@ def _read_inputs(source: Path, prep: dict[str, Any]) -> tuple[list[str], Any]:
 def _decode(files: list[Path], prep: dict[str, Any]) -> Any:
     height, width = prep["size"]
     color = "grey" if prep["channels"] == 1 else "rgb"
-    try:
-        return decode_images(files, height if height == width else None, color, _fail).numpy()
-    except PredictError as exc:
-        raise PredictError(str(exc)) from None
+    return decode_images(files, height if height == width else None, color, _fail).numpy()

@@ -5,7 +5,6 @@ One writer means no 'database is locked' on SQLite and works with any tracking U
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -244,6 +243,3 @@ def trial_error(trial: Any) -> str:
         return "\n".join(text.splitlines()[-20:])
     return "the trial failed (Ray recorded no error message)"
 
-
-def dump(obj: Any) -> str:
-    return json.dumps(obj, default=str)

@@ -12,7 +12,7 @@ one that takes only images or only tables sets `fn.accepts = "image"` or `"table
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -39,7 +39,6 @@ class TrialContext:
     resume_state: dict[str, Any] | None = None  #: the latest checkpoint when the trial is resumed
     cpus: float = 1.0
     pretrained: dict[str, Any] | None = None  #: model.pretrained's weights, read once for the sweep
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def on_epoch(self, report: EpochReport) -> None:
         """Adapter for the shared loop: metrics every epoch, the confusion matrix at a best epoch,

@@ -57,13 +57,3 @@ def transform(table: pd.DataFrame, preprocessing: dict[str, Any]) -> torch.Tenso
             strings = values.fillna(MISSING).astype(str).to_numpy()
             blocks.append((strings[:, None] == np.asarray(column["categories"])[None, :]).astype(np.float64))
     return torch.as_tensor(np.concatenate(blocks, axis=1), dtype=torch.float32)
-
-
-def feature_names(preprocessing: dict[str, Any]) -> list[str]:
-    names: list[str] = []
-    for column in preprocessing["columns"]:
-        if column["kind"] == "numeric":
-            names.append(column["name"])
-        else:
-            names += [f"{column['name']}={c}" for c in column["categories"]]
-    return names
