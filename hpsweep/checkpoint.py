@@ -8,11 +8,9 @@ from typing import Any
 
 import torch
 
+from hpsweep.errors import CheckpointError
+
 CHECKPOINT_FILE = "checkpoint.pt"
-
-
-class CheckpointError(Exception):
-    """A checkpoint file is unreadable, or would run code if it were unpickled."""
 
 
 def save_checkpoint(state: dict[str, Any], folder: Path) -> Path:

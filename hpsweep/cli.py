@@ -260,6 +260,10 @@ def cmd_export_diabetes(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _tracking_uri_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hpsweep", description="Hyperparameter sweeps for PyTorch.")
     parser.add_argument("--version", action="version", version=f"hpsweep {__version__}")
@@ -293,13 +297,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override the sweep file: train.epochs=3, or a hyperparameter: lr=0.01 (repeatable)")
     p.add_argument("--trials", type=int, help="search.num_trials")
     p.add_argument("--concurrency", type=int, help="search.max_concurrent")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    _tracking_uri_option(p)
     p.add_argument("--storage", help="Ray Tune results: a folder or s3:// URI (default: ./hpsweep-results)")
     p.set_defaults(func=cmd_run)
 
     p = verbs.add_parser("status", help="the trials of the latest run of a sweep, from MLflow")
     p.add_argument("name", metavar="NAME", help="the sweep's name (its MLflow experiment), or its YAML file")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    _tracking_uri_option(p)
     p.set_defaults(func=cmd_status)
 
     p = verbs.add_parser("promote", help="register the sweep's best model if it beats the champion on the test split")
@@ -308,14 +312,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alias", help="the alias to move (default: registry.alias, champion)")
     p.add_argument("--min-improvement", type=float, help="how much better the test metric must be")
     p.add_argument("--dry-run", action="store_true", help="evaluate and print, write nothing")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    _tracking_uri_option(p)
     p.set_defaults(func=cmd_promote)
 
     p = verbs.add_parser("predict", help="apply a model to a folder of images, a CSV of image paths or a table")
     p.add_argument("model_uri", metavar="MODEL_URI", help="e.g. models:/digits-cnn@champion")
     p.add_argument("input", metavar="INPUT", help="folder of images, CSV of image paths, or tabular CSV")
     p.add_argument("--out", default="predictions.csv", help="CSV to write (default: predictions.csv)")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    _tracking_uri_option(p)
     p.set_defaults(func=cmd_predict)
 
     data = verbs.add_parser("data", help="write bundled datasets as files").add_subparsers(
@@ -332,8 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from hpsweep.checkpoint import CheckpointError
-    from hpsweep.models import ModelError
+    from hpsweep.errors import CheckpointError, ModelError  # torch-free: validate stays fast
     from hpsweep.trainable import UnknownTrainable
 
     args = build_parser().parse_args(argv)

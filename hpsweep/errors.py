@@ -29,6 +29,14 @@ class SpecError(Exception):
         return [p.format(self.source) for p in self.problems]
 
 
+class ModelError(Exception):
+    """A model cannot be built as asked (for example, pretrained weights that are not on this machine)."""
+
+
+class CheckpointError(Exception):
+    """A checkpoint file is unreadable, or would run code if it were unpickled."""
+
+
 def show_value(value: object, limit: int = 60) -> str:
     """A short, single-line rendering of a user's value for error messages."""
     text = repr(value) if isinstance(value, str) else str(value)

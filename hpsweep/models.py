@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from hpsweep.errors import ModelError
+
 log = logging.getLogger(__name__)
 
 
@@ -26,10 +28,6 @@ class Net(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))
-
-
-class ModelError(Exception):
-    """A model cannot be built as asked (for example, pretrained weights that are not on this machine)."""
 
 
 def _mlp(input_shape: tuple[int, ...], outputs: int, dropout: float, hidden_sizes: list[int]) -> Net:

@@ -178,3 +178,14 @@ def test_console_script_exits_2_without_traceback(tmp_path):
         f"{b}: data.task: unknown value 'regresion'; did you mean 'regression'? (choose from: classification, "
         "regression)",
     ]
+
+
+def test_validate_stays_light(tmp_path):
+    """Checking a file must not load torch, Ray or MLflow: it is the command an editor or a hook runs often."""
+    code = ("import sys; from hpsweep.cli import main; rc = main(['validate', sys.argv[1]]); "
+            "heavy = [m for m in ('torch', 'ray', 'mlflow', 'optuna') if m in sys.modules]; "
+            "print('heavy:', heavy); sys.exit(rc)")
+    sweep = Path(__file__).resolve().parent.parent / "sweeps" / "smoke.yaml"
+    result = subprocess.run([sys.executable, "-c", code, str(sweep)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("heavy: []")
