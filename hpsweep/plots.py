@@ -33,7 +33,8 @@ def learning_curve(history: Sequence[Mapping[str, float]], metric: str) -> Any:
         right.plot(epochs, [h.get(metric, float("nan")) for h in history], "o-", color="tab:green", label=metric)
         right.set_ylabel(metric)
         right.legend(loc="center right")
-    losses.legend(loc="upper right")
+    if losses.get_lines():
+        losses.legend(loc="upper right")
     figure.tight_layout()
     return figure
 

@@ -27,6 +27,8 @@ BASE_DIR_TAG, EFFECTIVE_SWEEP = "hpsweep.base_dir", "sweep/effective.yaml"
 RAY_KEYS = {"training_iteration", "time_this_iter_s", "time_total_s", "timestamp", "pid", "time_since_restore",
             "iterations_since_restore", "done", "trial_id", "node_ip", "hostname", "date", "experiment_tag",
             "checkpoint_dir_name", "should_checkpoint", "config", "epoch"}
+#: metrics logged once when a trial ends, not per epoch
+SUMMARY_METRICS = {"epochs_run"}
 _PACKAGES = ("hpsweep", "torch", "torchvision", "ray", "optuna", "mlflow", "pandas", "pydantic", "scikit-learn")
 
 
@@ -53,7 +55,8 @@ class SweepTracker:
     """Creates the parent run and writes everything about the sweep's trials into MLflow."""
 
     def __init__(self, spec: SweepSpec, sweep_id: str, sweep_text: str, uri: str | None = None,
-                 effective: dict[str, Any] | None = None) -> None:
+                 effective: dict[str, Any] | None = None, attach: bool = False) -> None:
+        """`attach`: continue the sweep's existing parent run and trial runs (a resumed sweep)."""
         import mlflow
         from mlflow import MlflowClient
 
@@ -65,6 +68,14 @@ class SweepTracker:
         self.experiment_id = (experiment.experiment_id if experiment is not None
                               else self.client.create_experiment(spec.experiment_name))
         self.metric, self.mode = spec.train.metrics()[0], spec.train.modes()[0]
+        self.trials: dict[str, TrialRecord] = {}
+        existing = self._find_parent() if attach else None
+        if existing is not None:
+            self.parent_id = existing.info.run_id
+            self.client.update_run(self.parent_id, status="RUNNING")
+            self._attach_trials()
+            self._log_sweep(sweep_text, effective, params=False)
+            return
         parent = self.client.create_run(self.experiment_id, run_name=sweep_id, tags={
             SWEEP_TAG: sweep_id, "hpsweep.sweep_name": spec.name, "hpsweep.trainable": spec.trainable,
             "mlflow.note.content": spec.description or f"hpsweep sweep {spec.name}",
@@ -72,16 +83,82 @@ class SweepTracker:
             **({"mlflow.source.git.commit": commit} if (commit := _git_commit(spec.base_dir)) else {}),
         })
         self.parent_id = parent.info.run_id
-        self.trials: dict[str, TrialRecord] = {}
         self._log_sweep(sweep_text, effective)
 
-    def _log_sweep(self, sweep_text: str, effective: dict[str, Any] | None) -> None:
+    # ------------------------------------------------------------ resuming
+
+    def _find_parent(self) -> Any:
+        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{SWEEP_TAG}` = '{self.sweep_id}'",
+                                       max_results=10_000)
+        parents = [r for r in runs if PARENT_TAG not in r.data.tags]
+        if not parents:
+            log.info("sweep %s has no parent run in %s yet; creating it", self.sweep_id, self.uri)
+        return parents[0] if parents else None
+
+    def _attach_trials(self) -> None:
+        """Rebuild the record of every trial this sweep already logged, so a resumed trial writes into
+        its own run and each epoch it repeats is not logged twice."""
+        children = self.client.search_runs([self.experiment_id],
+                                           filter_string=f"tags.`{PARENT_TAG}` = '{self.parent_id}'",
+                                           max_results=10_000)
+        for run in children:
+            trial_id = run.data.tags.get(TRIAL_TAG)
+            if trial_id is None:
+                continue
+            record = TrialRecord(run.info.run_id, _trial_number(run.info.run_name, len(self.trials) + 1))
+            steps: dict[int, dict[str, float]] = {}
+            for key in run.data.metrics:
+                if key in SUMMARY_METRICS or key.startswith("best_"):
+                    continue
+                for point in self.client.get_metric_history(run.info.run_id, key):
+                    steps.setdefault(point.step, {})[key] = point.value
+            record.history = [{**values, "epoch": step} for step, values in sorted(steps.items())]
+            record.last_step = max(steps, default=0)
+            record.best = _best_of([h.get(self.metric) for h in record.history], self.mode)
+            stop = run.data.tags.get("hpsweep.stop_reason")
+            record.stop = stop if stop not in (None, "interrupted") else None
+            record.error = run.data.tags.get("hpsweep.error")
+            self.trials[trial_id] = record
+        log.info("resuming sweep %s: %d trials already recorded", self.sweep_id, len(self.trials))
+
+    def reconcile(self, ray_trials: Mapping[str, str]) -> None:
+        """Match the recorded trials with the trials Ray Tune restored (trial id -> Ray status).
+
+        A run whose trial Ray does not know was started after Ray last saved its state, before the
+        driver died: Ray and the searcher will run that slot again as a new trial, so the run is tagged
+        and deleted (MLflow keeps deleted runs until `mlflow gc`). A run left open by the crash whose
+        trial Ray had already ended is closed the way the trial ended."""
+        for trial_id in [t for t in self.trials if t not in ray_trials]:
+            run_id = self.trials.pop(trial_id).run_id
+            log.info("deleting run %s: trial %s was lost with the driver and runs again", run_id, trial_id)
+            self.client.set_tag(run_id, "hpsweep.stop_reason", "lost")
+            if self.client.get_run(run_id).info.status == "RUNNING":
+                self.client.set_terminated(run_id, "KILLED")
+            self.client.delete_run(run_id)
+        for trial_id, status in ray_trials.items():
+            record = self.trials.get(trial_id)
+            if record is None or status not in ("TERMINATED", "ERROR"):
+                continue
+            if self.client.get_run(record.run_id).info.status == "RUNNING":
+                if status == "ERROR":
+                    record.stop = record.stop or "error"
+                self.finish_trial(trial_id, error=record.error or (
+                    "the trial failed (recorded before the driver stopped)" if status == "ERROR" else None))
+
+    def next_number(self) -> int:
+        return max((r.number for r in self.trials.values()), default=0) + 1
+
+    def _log_sweep(self, sweep_text: str, effective: dict[str, Any] | None, params: bool = True) -> None:
+        """The sweep as run; on a resume only the files, which may carry a new budget (params are fixed)."""
         search = self.spec.search
-        self.client.log_batch(self.parent_id, params=_params({
-            "trainable": self.spec.trainable, "algorithm": search.algorithm, "num_trials": self.spec.num_trials,
-            "scheduler": search.scheduler.name, "metric": self.metric, "mode": self.mode,
-            "epochs": self.spec.train.epochs, "data.source": self.spec.data.source,
-        }))
+        if params:
+            self.client.log_batch(self.parent_id, params=_params({
+                "trainable": self.spec.trainable, "algorithm": search.algorithm, "num_trials": self.spec.num_trials,
+                "scheduler": search.scheduler.name, "metric": self.metric, "mode": self.mode,
+                "epochs": self.spec.train.epochs, "data.source": self.spec.data.source,
+            }))
+        else:
+            self.client.set_tag(self.parent_id, "hpsweep.num_trials", str(self.spec.num_trials))
         self.client.log_text(self.parent_id, sweep_text, "sweep/sweep.yaml")
         if effective is not None:  # the file with any --set applied: what the sweep really ran
             import yaml
@@ -93,7 +170,12 @@ class SweepTracker:
     # ------------------------------------------------------------ trials
 
     def start_trial(self, trial_id: str, config: Mapping[str, Any]) -> TrialRecord:
-        number = len(self.trials) + 1
+        """The trial's run: a new one, or its existing one reopened when the trial resumes."""
+        if (record := self.trials.get(trial_id)) is not None:
+            if self.client.get_run(record.run_id).info.status != "RUNNING":
+                self.client.update_run(record.run_id, status="RUNNING")
+            return record
+        number = self.next_number()
         run = self.client.create_run(self.experiment_id, run_name=f"trial-{number:03d}", tags={
             PARENT_TAG: self.parent_id, TRIAL_TAG: trial_id, SWEEP_TAG: self.sweep_id})
         self.client.log_batch(run.info.run_id, params=_params(config))
@@ -125,8 +207,8 @@ class SweepTracker:
         record = self.trials[trial_id]
         run_id = record.run_id
         if record.best is not None:
-            self.client.log_metric(run_id, f"best_{self.metric}", record.best)
-        self.client.log_metric(run_id, "epochs_run", float(len(record.history)))
+            self._log_once(run_id, f"best_{self.metric}", record.best)
+        self._log_once(run_id, "epochs_run", float(len(record.history)))
         self._log_figures(record, class_names)
         if record.best_checkpoint is not None:
             try:
@@ -143,6 +225,11 @@ class SweepTracker:
         # no stop reason from the loop means Ray's scheduler ended the trial before its last epoch
         self.client.set_tag(run_id, "hpsweep.stop_reason", record.stop or "scheduler")
         self.client.set_terminated(run_id, "FINISHED")
+
+    def _log_once(self, run_id: str, key: str, value: float) -> None:
+        """A summary metric, unless a trial finished twice (once before a crash, once on resume) logged it."""
+        if not self.client.get_metric_history(run_id, key):
+            self.client.log_metric(run_id, key, value, step=0)
 
     def _log_figures(self, record: TrialRecord, class_names: tuple[str, ...]) -> None:
         from hpsweep import plots
@@ -193,16 +280,35 @@ class SweepTracker:
         self.client.set_terminated(self.parent_id, status)
 
     def abort(self, status: str = "KILLED") -> None:
-        """Close every run still open (an interrupt or a crash of the driver's loop)."""
+        """Close every run still open (an interrupt or a crash of the driver's loop); a resume reopens them."""
         self._close_open_trials(status)
         if self.client.get_run(self.parent_id).info.status == "RUNNING":
             self.client.set_terminated(self.parent_id, status)
+
+    def finish_cut_trials(self, reason: str, class_names: tuple[str, ...] = ()) -> None:
+        """Record the trials Ray stopped without ending them (the time budget ran out) as finished early."""
+        for trial_id, record in self.trials.items():
+            if self.client.get_run(record.run_id).info.status == "RUNNING":
+                record.stop = record.stop or reason
+                self.finish_trial(trial_id, class_names=class_names)
 
     def _close_open_trials(self, status: str) -> None:
         for record in self.trials.values():
             if self.client.get_run(record.run_id).info.status == "RUNNING":
                 self.client.set_tag(record.run_id, "hpsweep.stop_reason", "interrupted")
                 self.client.set_terminated(record.run_id, status)
+
+
+def _trial_number(run_name: str | None, default: int) -> int:
+    tail = (run_name or "").rpartition("-")[2]
+    return int(tail) if tail.isdigit() else default
+
+
+def _best_of(values: list[float | None], mode: str) -> float | None:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return None
+    return max(finite) if mode == "max" else min(finite)
 
 
 def _is_metric(key: str, value: Any) -> bool:
@@ -243,3 +349,18 @@ def trial_error(trial: Any) -> str:
         return "\n".join(text.splitlines()[-20:])
     return "the trial failed (Ray recorded no error message)"
 
+
+
+def close_sweep_runs(uri: str, sweep_id: str, status: str, reason: str) -> int:
+    """Close every run of a sweep that is still open (a sweep given up with --restart); how many."""
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+
+    client = MlflowClient(uri)
+    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
+    runs = client.search_runs(experiments, filter_string=f"tags.`{SWEEP_TAG}` = '{sweep_id}' and "
+                                                         "attributes.status = 'RUNNING'", max_results=10_000)
+    for run in runs:
+        client.set_tag(run.info.run_id, "hpsweep.stop_reason", reason)
+        client.set_terminated(run.info.run_id, status)
+    return len(runs)

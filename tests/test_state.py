@@ -1,0 +1,111 @@
+"""A sweep's identity on disk and in MLflow, without Ray: fingerprints, the lock, and how a resumed
+sweep's tracker lines MLflow up with the trials Ray restored."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from conftest import spec_for
+from hpsweep.state import (
+    SweepBusy,
+    SweepChanged,
+    SweepState,
+    check_unchanged,
+    fingerprint,
+    settings_of,
+    sweep_lock,
+    unfinished_sweep,
+)
+
+
+def _state(spec, sweep_id: str = "t-1", status: str = "running", created: float = 1.0) -> SweepState:
+    return SweepState(sweep_id, spec.name, fingerprint(spec), settings_of(spec), {}, spec.source,
+                      str(spec.base_dir), "sqlite:///x.db", status=status, created=created)  # type: ignore[arg-type]
+
+
+def test_budget_changes_keep_the_fingerprint_and_anything_else_is_named(tmp_path):
+    spec = spec_for(tmp_path)
+    state = _state(spec)
+    more = spec_for(tmp_path, search={"num_trials": 40, "time_budget": "2h"})
+    check_unchanged(state, more)  # more trials, more time: allowed
+    changed = spec_for(tmp_path, space={"lr": {"loguniform": [1.0e-5, 1.0e-1]}}, train={"epochs": 9})
+    with pytest.raises(SweepChanged) as caught:
+        check_unchanged(state, changed)
+    message = str(caught.value)
+    assert "space.lr" in message and "train.epochs" in message and "--restart" in message
+    assert "search.num_trials" not in message.split("(")[1].split(")")[0]
+
+
+def test_the_latest_unfinished_sweep_of_a_name_is_the_one_resumed(tmp_path):
+    spec = spec_for(tmp_path)
+    root = tmp_path / "results"
+    for sweep_id, status, created in [("t-1", "interrupted", 1.0), ("t-2", "running", 2.0),
+                                      ("t-3", "finished", 3.0), ("t-4", "abandoned", 4.0)]:
+        _state(spec, sweep_id, status, created).save(root / sweep_id)
+    other = _state(spec_for(tmp_path, name="other"), "other-1", "running", 5.0)
+    other.save(root / "other-1")
+    folder, found = unfinished_sweep(root, "t")
+    assert (folder.name, found.sweep_id) == ("t-2", "t-2")
+    assert unfinished_sweep(root, "nobody") is None
+
+
+def _hold(folder: Path, ready: multiprocessing.Event, release: multiprocessing.Event) -> None:
+    with sweep_lock(folder, "t-1"):
+        ready.set()
+        release.wait(30)
+
+
+def test_a_second_driver_is_kept_off_a_running_sweep(tmp_path):
+    ready, release = multiprocessing.Event(), multiprocessing.Event()
+    holder = multiprocessing.Process(target=_hold, args=(tmp_path, ready, release))
+    holder.start()
+    try:
+        assert ready.wait(30)
+        with pytest.raises(SweepBusy, match=rf"sweep t-1 is being run by pid {holder.pid} on "), \
+                sweep_lock(tmp_path, "t-1"):
+            pass
+    finally:
+        release.set()
+        holder.join(30)
+    with sweep_lock(tmp_path, "t-1"):  # free once its holder is gone
+        pass
+
+
+def test_a_resumed_tracker_reuses_runs_drops_lost_ones_and_closes_ended_ones(tmp_path):
+    from hpsweep.tracking import SweepTracker
+
+    spec = spec_for(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    first = SweepTracker(spec, "t-1", "name: t\n", uri)
+    for trial in ("a", "b", "c"):
+        first.start_trial(trial, {"lr": 0.01})
+        first.log_result(trial, {"val_accuracy": 0.5, "epoch": 1})
+    first.log_result("a", {"val_accuracy": 0.7, "epoch": 2})
+    # the driver dies here: every run is RUNNING
+
+    again = SweepTracker(spec, "t-1", "name: t\n", uri, attach=True)
+    assert again.parent_id == first.parent_id
+    assert set(again.trials) == {"a", "b", "c"}
+    assert (again.trials["a"].last_step, again.trials["a"].best, again.trials["a"].number) == (2, 0.7, 1)
+    # Ray restored a (unfinished) and c (it had ended); it never saved b
+    again.reconcile({"a": "PENDING", "c": "TERMINATED"})
+    client = again.client
+    assert set(again.trials) == {"a", "c"}
+    lost = client.get_run(first.trials["b"].run_id)
+    assert lost.info.lifecycle_stage == "deleted" and lost.data.tags["hpsweep.stop_reason"] == "lost"
+    assert client.get_run(first.trials["c"].run_id).info.status == "FINISHED"
+    again.start_trial("d", {"lr": 0.02})  # a new trial takes the next free number
+    assert again.trials["d"].number == 4
+
+    again.start_trial("a", {"lr": 0.01})  # resumes into its own run
+    again.log_result("a", {"val_accuracy": 0.7, "epoch": 2})  # an epoch repeated after the resume
+    again.log_result("a", {"val_accuracy": 0.9, "epoch": 3})
+    again.finish_trial("a")
+    again.finish_trial("a")  # finished twice (before a crash and after): summaries logged once
+    history = client.get_metric_history(first.trials["a"].run_id, "val_accuracy")
+    assert [(m.step, m.value) for m in history] == [(1, 0.5), (2, 0.7), (3, 0.9)]
+    assert len(client.get_metric_history(first.trials["a"].run_id, "best_val_accuracy")) == 1
+    assert client.get_run(first.trials["a"].run_id).data.metrics["best_val_accuracy"] == 0.9
