@@ -126,8 +126,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Validate, then run the whole sweep on Ray Tune, showing a compact table of trials."""
-    from hpsweep.runner import run_sweep
+    """Validate, then run the sweep on Ray Tune (or resume its unfinished run), showing a table of trials."""
     from hpsweep.spec import validate_data
     from hpsweep.yamlio import read_yaml
 
@@ -138,16 +137,64 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise BadInput(f"--set: {exc}") from None
     spec = validate_data(raw, str(path), base_dir=path.parent)
-    print(f"sweep {spec.name}: {spec.num_trials} trials, {spec.search.algorithm} search, "
+    return _launch(args, spec, raw, path.read_text(encoding="utf-8"), f"hpsweep run {path}")
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Resume the unfinished sweep called NAME with the settings it was started with."""
+    from hpsweep.spec import validate_data
+    from hpsweep.state import unfinished_sweep
+
+    root = _results_root(args.storage)
+    found = unfinished_sweep(root, args.name)
+    if found is None:
+        raise BadInput(f"{args.name}: no unfinished sweep of that name in {root}")
+    _, state = found
+    raw = _apply_sets(state.raw, [], trials=args.trials, concurrency=None)
+    spec = validate_data(raw, state.source, base_dir=Path(state.base_dir))
+    import yaml
+
+    return _launch(args, spec, raw, yaml.safe_dump(raw, sort_keys=False), f"hpsweep resume {args.name}")
+
+
+def _results_root(storage: str | None) -> Path:
+    from hpsweep.runner import results_root
+
+    try:
+        return results_root(storage)
+    except ValueError as exc:
+        raise BadInput(f"--storage: {exc}") from None
+
+
+def _launch(args: argparse.Namespace, spec: Any, raw: dict[str, Any], sweep_text: str, again: str) -> int:
+    from hpsweep.runner import plan_sweep, run_sweep
+    from hpsweep.state import SweepBusy, SweepChanged
+
+    _results_root(args.storage)
+    try:
+        plan = plan_sweep(spec, raw, storage=args.storage, uri=args.tracking_uri,
+                          restart=getattr(args, "restart", False))
+    except SweepChanged as exc:
+        raise BadInput(str(exc)) from None
+    if plan.abandoned is not None:
+        print(f"--restart: sweep {plan.abandoned[1].sweep_id} is abandoned (its open runs are closed); "
+              f"starting afresh")
+    verb = "resuming" if plan.resuming else "starting"
+    print(f"{verb} sweep {plan.sweep_id}: {spec.num_trials} trials, {spec.search.algorithm} search, "
           f"{spec.search.scheduler.name} scheduler, optimising {spec.train.metrics()[0]}")
     table = ProgressTable(spec.train.metrics()[0], sys.stdout.isatty())
-    outcome = run_sweep(spec, raw, path.read_text(encoding="utf-8"), uri=args.tracking_uri,
-                        storage=args.storage, on_progress=table.update, verbose=args.verbose)
-    table.close()
+    try:
+        outcome = run_sweep(spec, plan, sweep_text, on_progress=table.update, verbose=args.verbose)
+    except SweepBusy as exc:
+        raise BadInput(str(exc)) from None
+    finally:
+        table.close()
     total = len(outcome.trials)
     if outcome.interrupted:
-        print(f"interrupted: {total} trials started; what ran is in MLflow, open runs are marked KILLED")
-    print(f"{total} trials: {total - outcome.failed} finished, {outcome.failed} failed")
+        print(f"interrupted: {total} of {spec.num_trials} trials started; state saved in {outcome.results}; "
+              f"open runs are marked KILLED. `{again}` resumes it")
+    else:
+        print(f"{total} trials: {total - outcome.failed} finished, {outcome.failed} failed")
     if outcome.best is not None:
         _, record = outcome.best
         print(f"best: trial {record.number}, {outcome.metric} {record.best:.4g}")
@@ -264,6 +311,11 @@ def _tracking_uri_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
 
 
+def _storage_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--storage", help="folder of Ray Tune state and checkpoints, one subfolder per sweep "
+                                          "(default: $HPSWEEP_STORAGE or ./hpsweep-results)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hpsweep", description="Hyperparameter sweeps for PyTorch.")
     parser.add_argument("--version", action="version", version=f"hpsweep {__version__}")
@@ -297,9 +349,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override the sweep file: train.epochs=3, or a hyperparameter: lr=0.01 (repeatable)")
     p.add_argument("--trials", type=int, help="search.num_trials")
     p.add_argument("--concurrency", type=int, help="search.max_concurrent")
+    p.add_argument("--restart", action="store_true",
+                   help="abandon this sweep's unfinished run, if any, and start afresh (default: resume it)")
     _tracking_uri_option(p)
-    p.add_argument("--storage", help="Ray Tune results: a folder or s3:// URI (default: ./hpsweep-results)")
+    _storage_option(p)
     p.set_defaults(func=cmd_run)
+
+    p = verbs.add_parser("resume", help="resume an interrupted sweep by name, with the settings it started with")
+    p.add_argument("name", metavar="NAME", help="the sweep's name")
+    p.add_argument("--trials", type=int, help="raise (or lower) search.num_trials")
+    _tracking_uri_option(p)
+    _storage_option(p)
+    p.set_defaults(func=cmd_resume)
 
     p = verbs.add_parser("status", help="the trials of the latest run of a sweep, from MLflow")
     p.add_argument("name", metavar="NAME", help="the sweep's name (its MLflow experiment), or its YAML file")

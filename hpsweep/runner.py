@@ -6,24 +6,26 @@ object store; trials never re-read the files.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from hpsweep.best_model import model_logger
 from hpsweep.data.base import DataError, PreparedData
-from hpsweep.interrupt import INTERRUPT, InterruptStopper, graceful_interrupt
+from hpsweep.interrupt import INTERRUPT, graceful_interrupt, relay_interrupt
 from hpsweep.params import param_extremes
 from hpsweep.quiet import quiet
 from hpsweep.space import SearchSpace, make_sampler
 from hpsweep.spec import SweepSpec, validate_data
-from hpsweep.tracking import SweepTracker, TrialRecord, trial_error
+from hpsweep.state import SweepState, check_unchanged, fingerprint, settings_of, sweep_lock, unfinished_sweep
+from hpsweep.tracking import SweepTracker, TrialRecord, close_sweep_runs, tracking_uri, trial_error
 from hpsweep.trainable import TrialContext, data_mismatch, load_trainable, uses_data
 
 log = logging.getLogger(__name__)
@@ -57,12 +59,73 @@ class SweepOutcome:
     best: tuple[str, TrialRecord] | None = None
     best_params: dict[str, str] = field(default_factory=dict)
     interrupted: bool = False
+    results: Path | None = None  #: the sweep's folder of Ray Tune state and checkpoints
 
 
-def run_sweep(spec: SweepSpec, raw: dict[str, Any], sweep_text: str, *, uri: str | None = None,
-              storage: str | None = None, on_progress: Callable[[Progress], None] | None = None,
-              verbose: bool = False) -> SweepOutcome:
-    """Prepare the data, start (or join) Ray, run every trial, and record the sweep in MLflow."""
+@dataclass(frozen=True)
+class SweepPlan:
+    """What `hpsweep run` is about to do: start a sweep, or resume the unfinished one of the same name."""
+
+    root: Path  #: the results storage
+    state: SweepState
+    resuming: bool
+    abandoned: tuple[Path, SweepState] | None = None  #: an unfinished sweep that --restart gives up
+
+    @property
+    def sweep_id(self) -> str:
+        return self.state.sweep_id
+
+    @property
+    def folder(self) -> Path:
+        return self.root / self.state.sweep_id
+
+
+def results_root(storage: str | None = None) -> Path:
+    """The folder holding every sweep's Ray Tune state: --storage, $HPSWEEP_STORAGE or ./hpsweep-results."""
+    location = storage or os.environ.get("HPSWEEP_STORAGE") or DEFAULT_STORAGE
+    if "://" in location and not location.startswith("file://"):
+        raise ValueError(f"results storage must be a folder (on a cluster, one every node mounts), got {location}")
+    return Path(location.removeprefix("file://")).expanduser().resolve()
+
+
+def plan_sweep(spec: SweepSpec, raw: dict[str, Any], *, storage: str | None = None, uri: str | None = None,
+               restart: bool = False) -> SweepPlan:
+    """Resume the latest unfinished sweep of this name if there is one (its settings must match, see
+    state.check_unchanged), otherwise plan a new sweep. `restart` plans a new one regardless."""
+    root = results_root(storage)
+    previous = unfinished_sweep(root, spec.name)
+    if previous is not None and not restart:
+        _, state = previous
+        check_unchanged(state, spec)
+        state = replace(state, raw=raw, num_trials=spec.num_trials, time_budget=spec.search.time_budget,
+                        tracking_uri=_absolute_uri(uri or os.environ.get("MLFLOW_TRACKING_URI") or state.tracking_uri))
+        return SweepPlan(root, state, resuming=True)
+    state = SweepState(_new_sweep_id(root, spec.name), spec.name, fingerprint(spec), settings_of(spec), raw,
+                       spec.source, str(spec.base_dir), _absolute_uri(tracking_uri(uri)), num_trials=spec.num_trials,
+                       time_budget=spec.search.time_budget)
+    return SweepPlan(root, state, resuming=False, abandoned=previous)
+
+
+def _new_sweep_id(root: Path, name: str) -> str:
+    stamp = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    candidate, n = stamp, 1
+    while (root / candidate).exists():
+        n += 1
+        candidate = f"{stamp}-{n}"
+    return candidate
+
+
+def _absolute_uri(uri: str) -> str:
+    """A relative SQLite URI made absolute, so a resume from another folder finds the same database."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
+        return prefix + str(Path(uri[len(prefix):]).resolve())
+    return uri
+
+
+def run_sweep(spec: SweepSpec, plan: SweepPlan, sweep_text: str, *,
+              on_progress: Callable[[Progress], None] | None = None, verbose: bool = False) -> SweepOutcome:
+    """Prepare the data, start (or join) Ray, run or resume every trial, and record the sweep in MLflow."""
     trainable = load_trainable(spec.trainable)
     data: PreparedData | None = None
     if uses_data(trainable):
@@ -76,37 +139,95 @@ def run_sweep(spec: SweepSpec, raw: dict[str, Any], sweep_text: str, *, uri: str
     from hpsweep.models import pretrained_state
 
     pretrained = pretrained_state(spec.model.pretrained, spec.base_dir)  # read once, here, before Ray starts
-    sweep_id = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    with quiet(verbose):
-        return _run(spec, raw, sweep_text, data, pretrained, sweep_id, uri, storage, on_progress, verbose)
+    with quiet(verbose), sweep_lock(plan.folder, plan.sweep_id):
+        if plan.abandoned is not None:
+            abandon(*plan.abandoned)
+        return _run(spec, plan, sweep_text, data, pretrained, on_progress, verbose)
 
 
-def _run(spec: SweepSpec, raw: dict[str, Any], sweep_text: str, data: PreparedData | None, pretrained: Any,
-         sweep_id: str, uri: str | None, storage: str | None, on_progress: Callable[[Progress], None] | None,
-         verbose: bool) -> SweepOutcome:
-    tracker = SweepTracker(spec, sweep_id, sweep_text, uri, effective=raw)
+def abandon(folder: Path, state: SweepState) -> None:
+    """Give up an unfinished sweep (--restart): it is never resumed, and its open runs are closed."""
+    with sweep_lock(folder, state.sweep_id):
+        close_sweep_runs(state.tracking_uri, state.sweep_id, "KILLED", reason="abandoned")
+        state.status = "abandoned"
+        state.save(folder)
+    log.info("abandoned sweep %s", state.sweep_id)
+
+
+@dataclass
+class _Live:
+    """The driver-side objects of a running sweep. Ray Tune pickles its callbacks, stopper and search
+    algorithm with the experiment and unpickles them on a resume; those keep only the sweep id and
+    find the live objects here."""
+
+    tracker: SweepTracker
+    class_names: tuple[str, ...]
+    on_progress: Callable[[Progress], None] | None
+    state: SweepState
+    folder: Path
+    started: float = field(default_factory=time.monotonic)
+    spent_before: float = 0.0
+    saved_at: float = 0.0
+    reconciled: bool = False
+
+    @property
+    def deadline(self) -> float | None:
+        budget = self.state.time_budget
+        return None if budget is None else self.started + budget - self.spent_before
+
+    def account(self, every: float = 0.0) -> None:
+        """Record the time spent so far (every few seconds while running: a kill -9 loses at most that)."""
+        now = time.monotonic()
+        if now - self.saved_at >= every:
+            self.state.elapsed_s = self.spent_before + now - self.started
+            self.state.save(self.folder)
+            self.saved_at = now
+
+
+_LIVE: dict[str, _Live] = {}
+
+
+def _run(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data: PreparedData | None, pretrained: Any,
+         on_progress: Callable[[Progress], None] | None, verbose: bool) -> SweepOutcome:
+    state = plan.state
+    state.status, state.starts = "running", state.starts + 1
+    state.save(plan.folder)
+    tracker = SweepTracker(spec, plan.sweep_id, sweep_text, state.tracking_uri, effective=state.raw,
+                           attach=plan.resuming)
+    live = _LIVE[plan.sweep_id] = _Live(tracker, data.class_names if data is not None else (), on_progress, state,
+                                        plan.folder, spent_before=state.elapsed_s)
     started_ray = _ensure_ray(verbose)
-    status, failed = "KILLED", 0
+    failed, completed = 0, False
     try:
-        tuner = _build_tuner(spec, raw, data, pretrained, sweep_id, storage, [_Callback(tracker, data, on_progress)])
+        tuner = _tuner(spec, data, pretrained, plan)
         with graceful_interrupt():
             tuner.fit()
-        failed = sum(1 for r in tracker.trials.values() if r.stop in ("error", "oom"))
-        status = "FAILED" if tracker.trials and failed == len(tracker.trials) else "FINISHED"
+        for record in tracker.trials.values():  # Ray's final state is saved: only the best and latest stay
+            if record.best_checkpoint is not None:
+                best = Path(record.best_checkpoint.path)
+                prune_checkpoints(best.parent, {best}, grace_s=0.0)
         if INTERRUPT["requested"]:
-            status = "KILLED"  # stopped by Ctrl-C: what ran is recorded, the runs left open are closed
-        tracker.finish_sweep(status, model_logger(spec, data) if data is not None else None)
+            tracker.abort("KILLED")  # what ran is recorded; the open runs reopen when the sweep resumes
+        else:
+            tracker.finish_cut_trials("time_budget", live.class_names)
+            failed = sum(1 for r in tracker.trials.values() if r.stop in ("error", "oom"))
+            status = "FAILED" if tracker.trials and failed == len(tracker.trials) else "FINISHED"
+            tracker.finish_sweep(status, model_logger(spec, data) if data is not None else None)
+            completed = True
     finally:
+        state.status = "finished" if completed else "interrupted"
+        live.account()
         if tracker.client.get_run(tracker.parent_id).info.status == "RUNNING":
             tracker.abort()
+        _LIVE.pop(plan.sweep_id, None)
         if started_ray:
             import ray
 
             ray.shutdown()
     best = tracker.best_trial()
     best_params = tracker.client.get_run(best[1].run_id).data.params if best else {}
-    return SweepOutcome(sweep_id, spec.experiment_name, tracker.parent_id, tracker.uri, tracker.metric,
-                        tracker.trials, failed, best, best_params, interrupted=bool(INTERRUPT["requested"]))
+    return SweepOutcome(plan.sweep_id, spec.experiment_name, tracker.parent_id, tracker.uri, tracker.metric,
+                        tracker.trials, failed, best, best_params, interrupted=not completed, results=plan.folder)
 
 
 def _ensure_ray(verbose: bool) -> bool:
@@ -121,31 +242,49 @@ def _ensure_ray(verbose: bool) -> bool:
     return True
 
 
-def _build_tuner(spec: SweepSpec, raw: dict[str, Any], data: PreparedData | None, pretrained: Any,
-                 sweep_id: str, storage: str | None, callbacks: list[Any]) -> Any:
+def _tuner(spec: SweepSpec, data: PreparedData | None, pretrained: Any, plan: SweepPlan) -> Any:
+    """A new Tuner, or, for a sweep that ran before, Ray Tune's saved experiment restored: finished trials
+    kept, unfinished ones continued from their latest checkpoints, the searcher's state reloaded."""
     from ray import tune
+
+    # Save the experiment state at least every second (Ray's default adapts, to 10 s or more): a driver
+    # killed with -9 then repeats at most a second of bookkeeping.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+    sweep = {"raw": plan.state.raw, "source": spec.source, "base_dir": str(spec.base_dir)}
+    trainable = tune.with_resources(tune.with_parameters(_trial_entry, sweep=sweep, data=data, pretrained=pretrained),
+                                    {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+    if plan.resuming and tune.Tuner.can_restore(str(plan.folder)):
+        # Unpickles the experiment's state: the results folder must be trusted (see README).
+        return tune.Tuner.restore(str(plan.folder), trainable=trainable, resume_unfinished=True,
+                                  resume_errored=False, restart_errored=False)
+    return _build_tuner(spec, trainable, plan)
+
+
+def _build_tuner(spec: SweepSpec, trainable: Any, plan: SweepPlan) -> Any:
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
     metrics, modes = spec.train.metrics(), spec.train.modes()
     single = len(metrics) == 1
-    searcher = OptunaSearch(space=SearchSpace.of(spec).define_by_run, sampler=make_sampler(spec),
-                            metric=metrics[0] if single else metrics, mode=modes[0] if single else modes)
-    sweep = {"raw": raw, "source": spec.source, "base_dir": str(spec.base_dir)}
-    trainable = tune.with_resources(tune.with_parameters(_trial_entry, sweep=sweep, data=data, pretrained=pretrained),
-                                    {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
-    location = storage or os.environ.get("HPSWEEP_STORAGE") or str(Path.cwd() / DEFAULT_STORAGE)
+    searcher: Any = OptunaSearch(space=SearchSpace.of(spec).define_by_run, sampler=make_sampler(spec),
+                                 metric=metrics[0] if single else metrics, mode=modes[0] if single else modes)
+    if spec.search.max_concurrent:
+        searcher = ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=searcher, scheduler=build_scheduler(spec), num_samples=spec.num_trials,
-            max_concurrent_trials=spec.search.max_concurrent, time_budget_s=spec.search.time_budget,
-            reuse_actors=True, metric=metrics[0] if single else None, mode=modes[0] if single else None,
+            search_alg=_BudgetedSearch(searcher, plan.sweep_id), scheduler=build_scheduler(spec),
+            num_samples=spec.num_trials, reuse_actors=True,
+            metric=metrics[0] if single else None, mode=modes[0] if single else None,
         ),
         run_config=tune.RunConfig(
-            name=sweep_id, storage_path=location, callbacks=callbacks, verbose=0,
+            name=plan.sweep_id, storage_path=str(plan.root), callbacks=[_Callback(plan.sweep_id)], verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
-            stop=InterruptStopper(),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=SCORE,
+            stop=_BudgetStopper(plan.sweep_id),
+            # Ray keeps every checkpoint; the callback prunes them once Ray's saved state has moved on
+            # (Ray's own num_to_keep deletes checkpoints that a driver killed with -9 may resume from).
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None, checkpoint_score_attribute=SCORE,
                                                     checkpoint_score_order=modes[0]),
         ),
     )
@@ -195,8 +334,13 @@ def _trial_entry(config: dict[str, Any], sweep: dict[str, Any], data: PreparedDa
     torch.set_num_threads(max(1, math.floor(spec.resources.cpu)))  # no oversubscription when trials share CPUs
     resume = None
     if (checkpoint := tune.get_checkpoint()) is not None:
-        with checkpoint.as_directory() as folder:
-            resume = load_checkpoint(Path(folder))
+        try:
+            with checkpoint.as_directory() as folder:
+                resume = load_checkpoint(Path(folder))
+        except FileNotFoundError:
+            # A driver killed with -9 can leave Ray's saved state naming a checkpoint that was replaced
+            # since; the trial starts over (the tracker logs each repeated epoch once).
+            log.warning("checkpoint %s is gone; the trial starts from its first epoch", checkpoint.path)
 
     metric, mode = spec.train.metrics()[0], spec.train.modes()[0]
     epochs_reported = 0
@@ -227,28 +371,86 @@ def _trial_entry(config: dict[str, Any], sweep: dict[str, Any], data: PreparedDa
                      "hpsweep_error": f"out of memory: {type(exc).__name__}: {exc}"[:2000]})
 
 
-def _callback_base() -> type:
+def _ray_base(name: str) -> type:
     from ray.tune import Callback
+    from ray.tune.search import SearchGenerator
+    from ray.tune.stopper import Stopper
 
-    return Callback
+    return {"Callback": Callback, "SearchGenerator": SearchGenerator, "Stopper": Stopper}[name]
 
 
-class _Callback(_callback_base()):  # type: ignore[misc]
+class _BudgetedSearch(_ray_base("SearchGenerator")):  # type: ignore[misc]
+    """Ray's search generator, whose number of trials on a resume is the sweep file's current one
+    (Ray would keep the number the sweep started with)."""
+
+    def __init__(self, searcher: Any, sweep_id: str) -> None:
+        super().__init__(searcher)
+        self.sweep_id = sweep_id
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        if (live := _LIVE.get(self.sweep_id)) is not None:
+            self._total_samples = live.state.num_trials
+            self._finished = self._finished and self._counter >= self._total_samples
+
+
+class _BudgetStopper(_ray_base("Stopper")):  # type: ignore[misc]
+    """Stops the sweep when its time budget, counted over every start of the sweep, is spent."""
+
+    def __init__(self, sweep_id: str) -> None:
+        self.sweep_id = sweep_id
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        live = _LIVE.get(self.sweep_id)
+        deadline = live.deadline if live is not None else None
+        return deadline is not None and time.monotonic() >= deadline
+
+
+class _Callback(_ray_base("Callback")):  # type: ignore[misc]
     """Driver side: Ray's trial events to the tracker (MLflow) and to the progress display."""
 
-    def __init__(self, tracker: SweepTracker, data: PreparedData | None,
-                 on_progress: Callable[[Progress], None] | None) -> None:
-        self.tracker, self.on_progress = tracker, on_progress
-        self.class_names = data.class_names if data is not None else ()
+    def __init__(self, sweep_id: str) -> None:
+        self.sweep_id = sweep_id
+
+    @property
+    def live(self) -> _Live:
+        return _LIVE[self.sweep_id]
+
+    @property
+    def tracker(self) -> SweepTracker:
+        return self.live.tracker
 
     def _emit(self, event: str, trial: Any, **kw: Any) -> None:
-        if self.on_progress is not None:
+        if self.live.on_progress is not None:
             record = self.tracker.trials.get(trial.trial_id)
-            self.on_progress(Progress(event, record.number if record else 0, dict(trial.config), **kw))
+            self.live.on_progress(Progress(event, record.number if record else 0, dict(trial.config), **kw))
+
+    def _reconcile(self, trials: list[Any]) -> None:
+        """Once, before the first trial starts: line MLflow up with the trials Ray restored."""
+        live = self.live
+        if live.reconciled:
+            return
+        live.reconciled = True
+        live.tracker.reconcile({t.trial_id: t.status for t in trials})
+        for trial in trials:
+            record = live.tracker.trials.get(trial.trial_id)
+            if record is not None and record.best_checkpoint is None:
+                record.best_checkpoint = _best_checkpoint(trial)
+
+    def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        self._reconcile(trials)
+        relay_interrupt()
+        self.live.account(every=5.0)
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        if not INTERRUPT["requested"]:
+            self._reconcile(trials)  # a restored sweep with nothing left to run never steps
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        if trial.trial_id not in self.tracker.trials:
-            self.tracker.start_trial(trial.trial_id, trial.config)
+        self.tracker.start_trial(trial.trial_id, trial.config)
         self._emit("start", trial)
 
     def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict, **info: Any) -> None:
@@ -257,18 +459,53 @@ class _Callback(_callback_base()):  # type: ignore[misc]
                    value=self.tracker.trials[trial.trial_id].best)
 
     def on_checkpoint(self, iteration: int, trials: list[Any], trial: Any, checkpoint: Any, **info: Any) -> None:
+        record = self.tracker.trials[trial.trial_id]
         if (trial.last_result or {}).get("hpsweep_best"):
-            self.tracker.trials[trial.trial_id].best_checkpoint = checkpoint
+            record.best_checkpoint = checkpoint
+        keep = {Path(checkpoint.path)} | ({Path(record.best_checkpoint.path)} if record.best_checkpoint else set())
+        prune_checkpoints(Path(checkpoint.path).parent, keep, grace_s=PRUNE_GRACE_S)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self.tracker.finish_trial(trial.trial_id, class_names=self.class_names)
         record = self.tracker.trials[trial.trial_id]
+        if record.best_checkpoint is None:
+            record.best_checkpoint = _best_checkpoint(trial)
+        self.tracker.finish_trial(trial.trial_id, class_names=self.live.class_names)
         self._emit("end", trial, epoch=len(record.history), value=record.best, status=record.stop or "scheduler")
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        if trial.trial_id not in self.tracker.trials:
-            self.tracker.start_trial(trial.trial_id, trial.config)
-        self.tracker.trials[trial.trial_id].stop = "error"
-        self.tracker.finish_trial(trial.trial_id, error=trial_error(trial), class_names=self.class_names)
-        record = self.tracker.trials[trial.trial_id]
+        record = self.tracker.start_trial(trial.trial_id, trial.config)
+        record.stop = "error"
+        self.tracker.finish_trial(trial.trial_id, error=trial_error(trial), class_names=self.live.class_names)
         self._emit("end", trial, epoch=len(record.history), value=record.best, status="error")
+
+
+#: how long a superseded checkpoint outlives its successor: Ray saves its experiment state every second,
+#: so by then the state a resume would read names the successor
+PRUNE_GRACE_S = 30.0
+
+
+def prune_checkpoints(trial_folder: Path, keep: set[Path], grace_s: float) -> list[Path]:
+    """Delete a trial's checkpoints except those in `keep` and those superseded less than `grace_s` ago."""
+    import shutil
+
+    found = sorted(trial_folder.glob("checkpoint_*"), key=lambda p: p.name)
+    now, deleted = time.time(), []
+    for older, newer in itertools.pairwise(found):
+        if older in keep:
+            continue
+        try:
+            if now - newer.stat().st_mtime < grace_s:
+                continue
+            shutil.rmtree(older)
+        except OSError:
+            continue  # already gone, or its successor vanished: nothing to do
+        deleted.append(older)
+    return deleted
+
+
+def _best_checkpoint(trial: Any) -> Any:
+    """The trial's best checkpoint as Ray ranked them (by SCORE: the loop's best epoch). Reads Ray's
+    checkpoint bookkeeping, which has no public accessor while the sweep runs."""
+    manager = getattr(getattr(trial, "run_metadata", None), "checkpoint_manager", None)
+    ranked = getattr(manager, "best_checkpoint_results", None) or []
+    return ranked[-1].checkpoint if ranked else None

@@ -298,7 +298,7 @@ class SearchSpec(StrictModel):
     num_trials: int | None = Field(None, ge=1, description="default: 10, or every grid point for grid")
     max_concurrent: int | None = Field(None, ge=1, description="default: as many as the resources allow")
     time_budget: Annotated[float | None, BeforeValidator(_duration, json_schema_input_type=float | str | None)] = Field(
-        None, gt=0, description="stop starting trials after this long: seconds, or 30m, 2h")
+        None, gt=0, description="end the sweep after it has run this long, over all its resumes: seconds, or 30m, 2h")
     scheduler: SchedulerSpec = Fifo(name="fifo")
     seed: int | None = Field(None, ge=0, description="sampler seed (default: train.seed)")
     max_failures: int = Field(0, ge=0, description="times a crashed trial is retried from its latest checkpoint")

@@ -91,3 +91,35 @@ def sleepy(config: Mapping[str, Any], context: Any) -> None:
 
 
 sleepy.uses_data = False
+
+
+def steady(config: Mapping[str, Any], context: Any) -> None:
+    """Slow, checkpointed epochs whose metric depends only on x and the epoch, so a trial resumed from
+    any checkpoint reports what an uninterrupted one would. Each epoch run is logged to config["log"]
+    with the Ray node it ran on (to see where a trial ran and which epochs ran twice)."""
+    import time
+
+    done = int(context.resume_state["epoch"]) if context.resume_state else 0
+    node = _node_id()
+    x, epochs = float(config["x"]), context.spec.train.epochs
+    for epoch in range(done + 1, epochs + 1):
+        time.sleep(float(config.get("sleep", 0.3)))
+        if config.get("log"):
+            with open(config["log"], "a", encoding="utf-8") as handle:
+                handle.write(f"{x} {epoch} {node}\n")
+        metrics = {"val_accuracy": round(x * epoch / epochs, 6), "epoch": epoch}
+        if epoch == epochs:
+            metrics["hpsweep_stop"] = "completed"
+        context.report(metrics, {"model": {}, "epoch": epoch})
+
+
+steady.uses_data = False
+
+
+def _node_id() -> str:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+    except Exception:
+        return "local"
