@@ -252,7 +252,9 @@ class SweepTracker:
     # ------------------------------------------------------------ the end
 
     def best_trial(self) -> tuple[str, TrialRecord] | None:
-        scored = [(tid, r) for tid, r in self.trials.items() if r.best is not None and math.isfinite(r.best)]
+        """The best trial by the sweep metric; a diverged or failed trial never is, whatever it reached."""
+        scored = [(tid, r) for tid, r in self.trials.items() if r.best is not None and math.isfinite(r.best)
+                  and r.stop not in ("diverged", "error", "oom")]
         if not scored:
             return None
         pick = max if self.mode == "max" else min

@@ -128,6 +128,12 @@ def test_diverged_trials_are_never_promoted(store, run_cli, tmp_path):
     _, uri = store
     sweep = _sweep(tmp_path, "diverged", {"lr": {"choice": [1.0e6, 2.0e6]}, "optimizer": "sgd"}, epochs=2, trials=2)
     assert main(["run", str(sweep), "--tracking-uri", uri, "--storage", str(tmp_path / "results")]) == 0
+    client = _client(uri)
+    runs = client.search_runs([client.get_experiment_by_name("diverged").experiment_id])
+    trials = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(trials) == 2  # ended, not stuck RUNNING, and never the sweep's best
+    assert {(r.info.status, r.data.tags["hpsweep.stop_reason"]) for r in trials} == {("FINISHED", "diverged")}
+    assert all("hpsweep.best_run_id" not in r.data.tags for r in runs)
     code, _, err = _promote(run_cli, store, "diverged")
     assert code == 2 and "has no finished trial with a finite val_accuracy" in err
 
