@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import copy
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -94,3 +100,51 @@ def ray_session() -> Any:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     yield ray
     ray.shutdown()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_up(url: str, server: subprocess.Popen, seconds: float = 120) -> None:
+    """Poll a server the test started until it answers; fail if it exits or takes too long."""
+    import urllib.request
+
+    deadline = time.time() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            if time.time() > deadline or server.poll() is not None:
+                raise RuntimeError(f"the server behind {url} did not start") from None
+            time.sleep(1)
+
+
+@pytest.fixture
+def postgres_mlflow(tmp_path):
+    """A fresh PostgreSQL database and an `mlflow server` on it with proxied artifacts; all removed after."""
+    import psycopg
+
+    name = f"hpsweep_{uuid.uuid4().hex[:10]}"
+    admin = psycopg.connect(host="127.0.0.1", port=5432, dbname="postgres", user="postgres", autocommit=True)
+    admin.execute(f"CREATE DATABASE {name}")
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"postgresql://postgres@127.0.0.1:5432/{name}",
+         "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/health", server)
+        yield f"http://127.0.0.1:{port}", name
+    finally:
+        try:
+            if server.poll() is None:
+                os.killpg(server.pid, 15)
+                server.wait(timeout=30)
+        finally:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            admin.close()

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-import socket
 import subprocess
 import sys
-import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
+
+from conftest import free_port, wait_until_up
 
 pytestmark = pytest.mark.slow
 HPSWEEP = str(Path(sys.executable).with_name("hpsweep"))
@@ -189,54 +188,6 @@ def test_predict_writes_a_csv_in_input_order(store, run_cli, digit_files, tmp_pa
     assert code == 2 and err.strip() == f"hpsweep: {tmp_path / 'nope'}: no such file or folder"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_until_up(url: str, server: subprocess.Popen, seconds: float = 120) -> None:
-    """Poll a server the test started until it answers; fail if it exits or takes too long."""
-    import urllib.request
-
-    deadline = time.time() + seconds
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return
-        except OSError:
-            if time.time() > deadline or server.poll() is not None:
-                raise RuntimeError(f"the server behind {url} did not start") from None
-            time.sleep(1)
-
-
-@pytest.fixture
-def postgres_mlflow(tmp_path):
-    """A fresh PostgreSQL database and an `mlflow server` on it with proxied artifacts; all removed after."""
-    import psycopg
-
-    name = f"hpsweep_{uuid.uuid4().hex[:10]}"
-    admin = psycopg.connect(host="127.0.0.1", port=5432, dbname="postgres", user="postgres", autocommit=True)
-    admin.execute(f"CREATE DATABASE {name}")
-    port = _free_port()
-    server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"postgresql://postgres@127.0.0.1:5432/{name}",
-         "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        _wait_until_up(f"http://127.0.0.1:{port}/health", server)
-        yield f"http://127.0.0.1:{port}", name
-    finally:
-        try:
-            if server.poll() is None:
-                os.killpg(server.pid, 15)
-                server.wait(timeout=30)
-        finally:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-            admin.close()
-
-
 def test_sweep_and_promotion_against_a_postgresql_backed_server(ray_session, postgres_mlflow, tmp_path, run_cli):
     import psycopg
 
@@ -268,13 +219,13 @@ def test_the_champion_serves_with_mlflow_models_serve(store, run_cli):
 
     folder, uri = store
     _promote(run_cli, store, "strong")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     server = subprocess.Popen(["mlflow", "models", "serve", "-m", "models:/digits@champion", "--env-manager", "local",
                                "-p", str(port)], cwd=folder, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        _wait_until_up(f"http://127.0.0.1:{port}/ping", server)
+        wait_until_up(f"http://127.0.0.1:{port}/ping", server)
         digits = load_digits()
         images = (digits.images[:20] * 255 / 16).round().astype(int)[:, None].tolist()
         request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", method="POST",
