@@ -167,7 +167,7 @@ def _results_root(storage: str | None) -> Path:
 
 
 def _launch(args: argparse.Namespace, spec: Any, raw: dict[str, Any], sweep_text: str, again: str) -> int:
-    from hpsweep.runner import plan_sweep, run_sweep
+    from hpsweep.runner import StorageNotShared, plan_sweep, run_sweep
     from hpsweep.state import SweepBusy, SweepChanged
 
     _results_root(args.storage)
@@ -185,7 +185,7 @@ def _launch(args: argparse.Namespace, spec: Any, raw: dict[str, Any], sweep_text
     table = ProgressTable(spec.train.metrics()[0], sys.stdout.isatty())
     try:
         outcome = run_sweep(spec, plan, sweep_text, on_progress=table.update, verbose=args.verbose)
-    except SweepBusy as exc:
+    except (SweepBusy, StorageNotShared) as exc:
         raise BadInput(str(exc)) from None
     finally:
         table.close()
@@ -234,9 +234,42 @@ def _apply_sets(raw: dict[str, Any], sets: Sequence[str], trials: int | None, co
     return out
 
 
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Submit the sweep to a Ray cluster as a job; print its id, and with --follow its log."""
+    from hpsweep.quiet import quiet
+    from hpsweep.spec import load_spec
+    from hpsweep.submit import SubmitError, follow, jobs_address, submit
+
+    path = Path(args.file)
+    spec = load_spec(path)
+    run_args = [a for item in args.set or [] for a in ("--set", item)]
+    run_args += ["--trials", str(args.trials)] if args.trials else []
+    import ray.job_submission  # noqa: F401  (Ray sets up its loggers on import: import, then silence)
+
+    try:
+        with quiet(args.verbose):
+            job_id = submit(spec, path, workdir=Path(args.workdir), address=args.address, storage=args.storage,
+                            tracking_uri=args.tracking_uri, run_args=run_args)
+    except SubmitError as exc:
+        raise BadInput(str(exc)) from None
+    except ConnectionError as exc:
+        raise BadInput(f"--address: no Ray jobs API at {jobs_address(args.address)} ({exc})") from None
+    address = jobs_address(args.address)
+    print(f"submitted sweep {spec.name} as job {job_id} to {address}")
+    if not args.follow:
+        print(f"follow it: hpsweep submit ... --follow, `ray job logs -f {job_id} --address {address}`, "
+              f"or hpsweep status --address {address}")
+        return EXIT_OK
+    status = follow(job_id, args.address, write=lambda chunk: print(chunk, end="", flush=True))
+    print(f"job {job_id}: {status}")
+    return EXIT_OK if status == "SUCCEEDED" else EXIT_FAILURE
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from hpsweep.status import UnknownSweep, sweep_status
 
+    if args.address is not None or args.name is None:
+        return _jobs_status(args)
     name = args.name
     if name.endswith((".yaml", ".yml")):
         from hpsweep.spec import load_spec
@@ -252,6 +285,29 @@ def cmd_status(args: argparse.Namespace) -> int:
         best = f"{row.best:.4g}" if row.best is not None else "-"
         params = "  ".join(f"{k}={v}" for k, v in row.params.items())
         print(f"{row.name:<10} {row.status:<9} {row.stop_reason:<13} {row.epochs:>6}  {best:>18}  {params}")
+    return EXIT_OK
+
+
+def _jobs_status(args: argparse.Namespace) -> int:
+    """The sweeps submitted to the cluster (those of NAME only, when given)."""
+    from hpsweep.submit import jobs_address, submitted_sweeps
+
+    name = args.name
+    if name is not None and name.endswith((".yaml", ".yml")):
+        from hpsweep.spec import load_spec
+
+        name = load_spec(name).name
+    try:
+        jobs = submitted_sweeps(args.address, name)
+    except ConnectionError as exc:
+        raise BadInput(f"--address: no Ray jobs API at {jobs_address(args.address)} ({exc})") from None
+    print(f"sweeps submitted to {jobs_address(args.address)}:")
+    print(f"{'job':<48} {'sweep':<20} {'status':<10} started")
+    import time
+
+    for job in jobs:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.started)) if job.started else "-"
+        print(f"{job.job_id:<48} {job.sweep:<20} {job.status:<10} {started}")
     return EXIT_OK
 
 
@@ -362,9 +418,27 @@ def build_parser() -> argparse.ArgumentParser:
     _storage_option(p)
     p.set_defaults(func=cmd_resume)
 
-    p = verbs.add_parser("status", help="the trials of the latest run of a sweep, from MLflow")
-    p.add_argument("name", metavar="NAME", help="the sweep's name (its MLflow experiment), or its YAML file")
+    p = verbs.add_parser("submit", help="submit a sweep to a Ray cluster as a Ray job (uploads the working folder)")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--address", help="the cluster's dashboard, e.g. http://HEAD:8265 (default: $RAY_JOBS_ADDRESS, "
+                                     "$RAY_ADDRESS if an http URL, or http://127.0.0.1:8265)")
+    p.add_argument("--follow", action="store_true",
+                   help="stream the job's log until it ends; exit 1 unless it succeeds")
+    p.add_argument("--workdir", default=".", help="the folder uploaded with the job; it must hold FILE and its "
+                                                 "relative data paths (default: .)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="as for run (repeatable)")
+    p.add_argument("--trials", type=int, help="search.num_trials")
+    p.add_argument("--storage", help="results folder on the cluster, absolute and mounted by every node "
+                                     "(default: the cluster's $HPSWEEP_STORAGE)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI as the cluster reaches it (default: the "
+                                          "cluster's $MLFLOW_TRACKING_URI)")
+    p.set_defaults(func=cmd_submit)
+
+    p = verbs.add_parser("status", help="the trials of the latest run of a sweep (MLflow), or the sweeps submitted "
+                                        "to a cluster (--address)")
+    p.add_argument("name", metavar="NAME", nargs="?", help="the sweep's name (its MLflow experiment), or its YAML file")
     _tracking_uri_option(p)
+    p.add_argument("--address", help="list the sweeps submitted to this cluster (its dashboard URL)")
     p.set_defaults(func=cmd_status)
 
     p = verbs.add_parser("promote", help="register the sweep's best model if it beats the champion on the test split")

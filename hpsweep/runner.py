@@ -139,10 +139,53 @@ def run_sweep(spec: SweepSpec, plan: SweepPlan, sweep_text: str, *,
     from hpsweep.models import pretrained_state
 
     pretrained = pretrained_state(spec.model.pretrained, spec.base_dir)  # read once, here, before Ray starts
-    with quiet(verbose), sweep_lock(plan.folder, plan.sweep_id):
-        if plan.abandoned is not None:
-            abandon(*plan.abandoned)
-        return _run(spec, plan, sweep_text, data, pretrained, on_progress, verbose)
+    with quiet(verbose):
+        started_ray = _ensure_ray(verbose)
+        try:
+            check_shared_storage(plan.root)
+            with sweep_lock(plan.folder, plan.sweep_id):
+                if plan.abandoned is not None:
+                    abandon(*plan.abandoned)
+                return _run(spec, plan, sweep_text, data, pretrained, on_progress)
+        finally:
+            if started_ray:
+                import ray
+
+                ray.shutdown()
+
+
+class StorageNotShared(ValueError):
+    """The results folder is not visible from every node of the cluster."""
+
+
+def check_shared_storage(root: Path) -> None:
+    """On a cluster of several nodes, make sure each one sees the results folder (Ray Tune keeps
+    checkpoints there and a trial may move to another node); StorageNotShared names those that do not."""
+    import uuid
+
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) < 2:
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    marker = root / f".hpsweep-shared-{uuid.uuid4().hex}"
+    marker.write_text("hpsweep checks that every node sees this folder\n", encoding="utf-8")
+
+    @ray.remote(num_cpus=0)
+    def sees(path: str) -> bool:
+        return os.path.exists(path)
+
+    try:
+        answers = ray.get([sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+                           .remote(str(marker)) for n in nodes], timeout=120)
+    finally:
+        marker.unlink(missing_ok=True)
+    blind = [n["NodeManagerAddress"] for n, seen in zip(nodes, answers, strict=True) if not seen]
+    if blind:
+        raise StorageNotShared(f"results storage {root} is not shared: the cluster's node(s) {', '.join(blind)} "
+                               f"cannot see it. Give --storage (or HPSWEEP_STORAGE) a folder every node mounts")
 
 
 def abandon(folder: Path, state: SweepState) -> None:
@@ -188,7 +231,7 @@ _LIVE: dict[str, _Live] = {}
 
 
 def _run(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data: PreparedData | None, pretrained: Any,
-         on_progress: Callable[[Progress], None] | None, verbose: bool) -> SweepOutcome:
+         on_progress: Callable[[Progress], None] | None) -> SweepOutcome:
     state = plan.state
     state.status, state.starts = "running", state.starts + 1
     state.save(plan.folder)
@@ -196,7 +239,6 @@ def _run(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data: PreparedData |
                            attach=plan.resuming)
     live = _LIVE[plan.sweep_id] = _Live(tracker, data.class_names if data is not None else (), on_progress, state,
                                         plan.folder, spent_before=state.elapsed_s)
-    started_ray = _ensure_ray(verbose)
     failed, completed = 0, False
     try:
         tuner = _tuner(spec, data, pretrained, plan)
@@ -220,10 +262,6 @@ def _run(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data: PreparedData |
         if tracker.client.get_run(tracker.parent_id).info.status == "RUNNING":
             tracker.abort()
         _LIVE.pop(plan.sweep_id, None)
-        if started_ray:
-            import ray
-
-            ray.shutdown()
     best = tracker.best_trial()
     best_params = tracker.client.get_run(best[1].run_id).data.params if best else {}
     return SweepOutcome(plan.sweep_id, spec.experiment_name, tracker.parent_id, tracker.uri, tracker.metric,
