@@ -237,6 +237,7 @@ def _run(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data: PreparedData |
     state.save(plan.folder)
     tracker = SweepTracker(spec, plan.sweep_id, sweep_text, state.tracking_uri, effective=state.raw,
                            attach=plan.resuming)
+    tracker.class_names = data.class_names if data is not None else ()
     live = _LIVE[plan.sweep_id] = _Live(tracker, data.class_names if data is not None else (), on_progress, state,
                                         plan.folder, spent_before=state.elapsed_s)
     failed, completed = 0, False
