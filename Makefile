@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.hpsweep-installed
 
-.PHONY: test demo lint clean
+.PHONY: test demo bench lint clean
 
 $(STAMP): pyproject.toml tests/plugins/textclf/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ lint: $(STAMP)
 # A real sweep on the bundled digits: 12 trials on Ray Tune, recorded in ./mlflow.db.
 demo: $(STAMP)
 	$(BIN)/hpsweep run sweeps/digits_cnn.yaml
+
+# Every benchmark, each side measured in the same run; writes bench/RESULTS.md (takes 10-15 minutes).
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,81 @@
+"""What every benchmark shares: interleaved timing, the machine's description, the results table."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Outcome:
+    name: str
+    ratio: float
+    goal: str
+    met: bool
+    detail: str  #: the two sides' medians and units, and anything reported apart
+
+
+def interleaved(sides: dict[str, Callable[[], float]], repeats: int, warm_up: bool = True) -> dict[str, list[float]]:
+    """Run each side once per round, in turn, for `repeats` rounds; every value each returned. A first,
+    unrecorded round pays what only the first call pays (lazy imports, allocator, thread pools)."""
+    if warm_up:
+        for side in sides.values():
+            side()
+    values: dict[str, list[float]] = {name: [] for name in sides}
+    for round_ in range(repeats):
+        order = list(sides) if round_ % 2 == 0 else list(reversed(sides))  # neither side always goes first
+        for name in order:
+            values[name].append(sides[name]())
+    return values
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def machine() -> str:
+    import torch
+
+    cpu = platform.processor() or "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{cpu}; {os.cpu_count()} CPUs; torch {torch.__version__} with {torch.get_num_threads()} threads "
+            f"(interop {torch.get_num_interop_threads()}); {gpu}")
+
+
+def write_results(outcomes: list[Outcome], path: Path, command: str, quick: bool) -> str:
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Produced by `{command}`{' (quick mode: tiny sizes, one repeat; not a measurement)' if quick else ''} "
+        f"on {time.strftime('%Y-%m-%d')}.",
+        "",
+        f"Machine: {machine()}.",
+        "",
+        "| benchmark | ratio | goal | met | measured |",
+        "|---|---|---|---|---|",
+        *[f"| {o.name} | {o.ratio:.3f} | {o.goal} | {'yes' if o.met else 'no'} | {o.detail} |" for o in outcomes],
+        "",
+    ]
+    text = "\n".join(lines)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
+    return text

@@ -1,0 +1,45 @@
+"""`python -m bench.run [--quick] [--only NAME]...`: run the benchmarks, print each ratio, write the table."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from bench import loop_bench, sweep_bench
+from bench.common import Outcome, machine, write_results
+
+BENCHMARKS: dict[str, Callable[[bool], Outcome | list[Outcome]]] = {
+    "harness": sweep_bench.harness_overhead,  # also gives the per-trial cost
+    "loop": loop_bench.loop_efficiency,
+    "data": loop_bench.data_path,
+    "tracking": loop_bench.tracking_overhead,
+    "frozen": loop_bench.frozen_phase,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and one repeat: checks the benchmarks run")
+    parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS), help="run only these (repeatable)")
+    parser.add_argument("--out", default="bench/RESULTS.md", help="the results table (default: bench/RESULTS.md)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    print(f"machine: {machine()}", flush=True)
+    outcomes: list[Outcome] = []
+    for name in args.only or list(BENCHMARKS):
+        found = BENCHMARKS[name](args.quick)
+        for outcome in found if isinstance(found, list) else [found]:
+            outcomes.append(outcome)
+            print(f"{outcome.name}: {outcome.ratio:.3f} (goal {outcome.goal}: {'met' if outcome.met else 'MISSED'})"
+                  f" - {outcome.detail}", flush=True)
+    command = "make bench" if not args.quick and not args.only else "python -m bench.run " + " ".join(sys.argv[1:])
+    write_results(outcomes, Path(args.out), command.strip(), args.quick)
+    print(f"wrote {args.out}")
+    return 0  # a missed goal is a finding, not a failure
+
+
+if __name__ == "__main__":
+    sys.exit(main())
