@@ -16,7 +16,9 @@ BENCHMARKS: dict[str, Callable[[bool], Outcome | list[Outcome]]] = {
     "loop": loop_bench.loop_efficiency,
     "data": loop_bench.data_path,
     "tracking": loop_bench.tracking_overhead,
+    "concurrent": sweep_bench.concurrent_tracking,
     "frozen": loop_bench.frozen_phase,
+    "memory": sweep_bench.memory,
 }
 
 

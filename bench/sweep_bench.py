@@ -14,6 +14,7 @@ import torch
 from bench.common import Outcome, interleaved, median, timed
 from bench.loop_bench import CONFIG
 from hpsweep.data import prepare
+from hpsweep.quiet import quiet
 from hpsweep.spec import SweepSpec, validate_data
 from hpsweep.trial import run_trial
 
@@ -80,3 +81,121 @@ def harness_overhead(quick: bool) -> list[Outcome]:
     return [Outcome("harness overhead", ratio, goal, ratio <= limit, detail),
             Outcome("per-trial cost", cost, "<= 0.25 s per trial", cost <= 0.25,
                     "(sweep wall - start-up - ideal) / trials, in seconds, from the same run")]
+
+
+def _tree_rss() -> int:
+    """Resident memory of this process and every process under it (Ray's raylet and workers included)."""
+    import psutil
+
+    me = psutil.Process()
+    total = 0
+    for process in [me, *me.children(recursive=True)]:
+        try:
+            total += process.memory_info().rss
+        except psutil.Error:
+            continue
+    return total
+
+
+def _peak_rss(fn: Any) -> float:
+    """Peak resident memory of the process tree while `fn` runs, sampled every 0.1 s, in MiB."""
+    import threading
+
+    peak, done = [_tree_rss()], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.1):
+            peak[0] = max(peak[0], _tree_rss())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        fn()
+    finally:
+        done.set()
+        sampler.join()
+    return max(peak[0], _tree_rss()) / 2**20
+
+
+def memory(quick: bool) -> Outcome:
+    """Peak memory of the whole process tree: `hpsweep run` against a bare Ray Tune sweep of the same
+    trials (the same loop reporting each epoch to Tune; no MLflow, no checkpoints, no searcher)."""
+    import ray
+    from ray import tune
+
+    from hpsweep.runner import plan_sweep, run_sweep
+
+    trials, epochs, repeats = (2, 1, 1) if quick else (6, 6, 3)
+    folder = Path(tempfile.mkdtemp(prefix="hpsweep-bench-"))
+    spec, raw = _spec(folder, trials, epochs)
+    data = prepare(spec)
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    counter = iter(range(1000))
+    try:
+        def bare_trial(config: dict[str, Any], data: Any) -> None:
+            run_trial(spec, data, {**CONFIG, "label_smoothing": config["label_smoothing"]},
+                      on_epoch=lambda report: tune.report(dict(report.metrics)))
+
+        def bare() -> None:
+            tuner = tune.Tuner(
+                tune.with_resources(tune.with_parameters(bare_trial, data=data), {"cpu": 1}),
+                param_space={"label_smoothing": tune.uniform(0.0, 0.01)},
+                tune_config=tune.TuneConfig(num_samples=trials, max_concurrent_trials=os.cpu_count(),
+                                            reuse_actors=True),
+                run_config=tune.RunConfig(storage_path=str(folder / f"bare-{next(counter)}"), verbose=0))
+            with quiet():
+                tuner.fit()
+
+        def ours() -> None:
+            plan = plan_sweep(spec, raw, storage=str(folder / f"results-{next(counter)}"),
+                              uri=f"sqlite:///{folder / 'mlflow.db'}")
+            run_sweep(spec, plan, "bench")
+
+        values = interleaved({"hpsweep": lambda: _peak_rss(ours), "bare": lambda: _peak_rss(bare)}, repeats)
+    finally:
+        ray.shutdown()
+    mine, base = median(values["hpsweep"]), median(values["bare"])
+    ratio = mine / base
+    return Outcome("memory", ratio, "<= 1.15", ratio <= 1.15,
+                   f"peak resident memory of the process tree (driver, Ray, workers), {trials} CNN trials: "
+                   f"hpsweep {mine:,.0f} MiB vs bare Ray Tune {base:,.0f} MiB")
+
+
+def concurrent_tracking(quick: bool) -> Outcome:
+    """Eight trials at once against one SQLite file: every epoch of every trial must reach MLflow, with
+    no 'database is locked' anywhere (the driver is the only writer)."""
+    import ray
+    from mlflow import MlflowClient
+
+    from hpsweep.runner import plan_sweep, run_sweep
+
+    trials, epochs = 8, (2 if quick else 5)
+    folder = Path(tempfile.mkdtemp(prefix="hpsweep-bench-"))
+    raw = {"name": "bench-concurrent", "trainable": "image_classifier", "data": {"source": "sklearn_digits"},
+           "model": {"name": "mlp"}, "train": {"epochs": epochs, "metric": "val_accuracy"},
+           "search": {"algorithm": "random", "num_trials": trials, "max_concurrent": trials},
+           "space": {"lr": {"loguniform": [1.0e-3, 1.0e-2]}}, "resources": {"cpu": 0.25}}
+    spec = validate_data(raw, str(folder / "bench.yaml"), base_dir=folder)
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    seen: list[str] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "database is locked" in record.getMessage():
+                seen.append(record.getMessage())
+
+    handler = Catch()
+    logging.getLogger().addHandler(handler)
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    try:
+        outcome = run_sweep(spec, plan_sweep(spec, raw, storage=str(folder / "results"), uri=uri), "bench")
+    finally:
+        ray.shutdown()
+        logging.getLogger().removeHandler(handler)
+    client = MlflowClient(uri)
+    logged = sum(len(client.get_metric_history(r.run_id, "val_accuracy")) for r in outcome.trials.values())
+    expected = sum(len(r.history) for r in outcome.trials.values())
+    missing = expected - logged
+    return Outcome("tracking at 8 concurrent trials", float(len(seen) + abs(missing)), "0 errors", not seen and
+                   not missing, f"{trials} trials at once on one SQLite file: {logged} of {expected} epoch results "
+                   f"in MLflow, {len(seen)} 'database is locked'")

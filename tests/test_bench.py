@@ -20,6 +20,6 @@ def test_every_benchmark_runs_in_quick_mode_and_writes_the_table(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     table = out.read_text()
     for name in ("harness overhead", "per-trial cost", "loop efficiency", "data path", "tracking overhead",
-                 "frozen phase"):
+                 "tracking at 8 concurrent trials", "frozen phase", "memory"):
         assert f"| {name} | " in table, name
     assert "quick mode" in table and "Machine: " in table
