@@ -204,7 +204,6 @@ class _Live:
     find the live objects here."""
 
     tracker: SweepTracker
-    class_names: tuple[str, ...]
     on_progress: Callable[[Progress], None] | None
     state: SweepState
     folder: Path
@@ -236,9 +235,8 @@ def _run(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data: PreparedData |
     state.status, state.starts = "running", state.starts + 1
     state.save(plan.folder)
     tracker = SweepTracker(spec, plan.sweep_id, sweep_text, state.tracking_uri, effective=state.raw,
-                           attach=plan.resuming)
-    tracker.class_names = data.class_names if data is not None else ()
-    live = _LIVE[plan.sweep_id] = _Live(tracker, data.class_names if data is not None else (), on_progress, state,
+                           attach=plan.resuming, class_names=data.class_names if data is not None else ())
+    live = _LIVE[plan.sweep_id] = _Live(tracker, on_progress, state,
                                         plan.folder, spent_before=state.elapsed_s)
     failed, completed = 0, False
     try:
@@ -252,7 +250,7 @@ def _run(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data: PreparedData |
         if INTERRUPT["requested"]:
             tracker.abort("KILLED")  # what ran is recorded; the open runs reopen when the sweep resumes
         else:
-            tracker.finish_cut_trials("time_budget", live.class_names)
+            tracker.finish_cut_trials("time_budget")
             failed = sum(1 for r in tracker.trials.values() if r.stop in ("error", "oom"))
             status = "FAILED" if tracker.trials and failed == len(tracker.trials) else "FINISHED"
             tracker.finish_sweep(status, model_logger(spec, data) if data is not None else None)
@@ -508,13 +506,13 @@ class _Callback(_ray_base("Callback")):  # type: ignore[misc]
         record = self.tracker.trials[trial.trial_id]
         if record.best_checkpoint is None:
             record.best_checkpoint = _best_checkpoint(trial)
-        self.tracker.finish_trial(trial.trial_id, class_names=self.live.class_names)
+        self.tracker.finish_trial(trial.trial_id)
         self._emit("end", trial, epoch=len(record.history), value=record.best, status=record.stop or "scheduler")
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         record = self.tracker.start_trial(trial.trial_id, trial.config)
         record.stop = "error"
-        self.tracker.finish_trial(trial.trial_id, error=trial_error(trial), class_names=self.live.class_names)
+        self.tracker.finish_trial(trial.trial_id, error=trial_error(trial))
         self._emit("end", trial, epoch=len(record.history), value=record.best, status="error")
 
 

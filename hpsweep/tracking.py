@@ -56,8 +56,10 @@ class SweepTracker:
     """Creates the parent run and writes everything about the sweep's trials into MLflow."""
 
     def __init__(self, spec: SweepSpec, sweep_id: str, sweep_text: str, uri: str | None = None,
-                 effective: dict[str, Any] | None = None, attach: bool = False) -> None:
-        """`attach`: continue the sweep's existing parent run and trial runs (a resumed sweep)."""
+                 effective: dict[str, Any] | None = None, attach: bool = False,
+                 class_names: tuple[str, ...] = ()) -> None:
+        """`attach`: continue the sweep's existing parent run and trial runs (a resumed sweep).
+        `class_names`: the classes of classification data, to label confusion matrices."""
         import mlflow
         from mlflow import MlflowClient
 
@@ -70,7 +72,7 @@ class SweepTracker:
                               else self.client.create_experiment(spec.experiment_name))
         self.metric, self.mode = spec.train.metrics()[0], spec.train.modes()[0]
         self.trials: dict[str, TrialRecord] = {}
-        self.class_names: tuple[str, ...] = ()  #: set by the runner for classification data
+        self.class_names = class_names
         existing = self._find_parent() if attach else None
         if existing is not None:
             self.parent_id = existing.info.run_id
@@ -205,14 +207,14 @@ class SweepTracker:
         if result.get("hpsweep_confusion") is not None:
             record.confusion = result["hpsweep_confusion"]
 
-    def finish_trial(self, trial_id: str, error: str | None = None, class_names: tuple[str, ...] = ()) -> None:
+    def finish_trial(self, trial_id: str, error: str | None = None) -> None:
         record = self.trials[trial_id]
         run_id = record.run_id
         if record.best is not None:
             self._log_once(run_id, f"best_{self.metric}", record.best)
         self._log_once(run_id, "epochs_run", float(len(record.history)))
         if record.confusion is not None:  # the figure is drawn for the best trial only, at the end
-            names = list(class_names or self.class_names) or [str(i) for i in range(len(record.confusion))]
+            names = list(self.class_names) or [str(i) for i in range(len(record.confusion))]
             self.client.log_dict(run_id, {"classes": names, "matrix": record.confusion}, CONFUSION_FILE)
         if record.best_checkpoint is not None:
             try:
@@ -306,12 +308,12 @@ class SweepTracker:
         if self.client.get_run(self.parent_id).info.status == "RUNNING":
             self.client.set_terminated(self.parent_id, status)
 
-    def finish_cut_trials(self, reason: str, class_names: tuple[str, ...] = ()) -> None:
+    def finish_cut_trials(self, reason: str) -> None:
         """Record the trials Ray stopped without ending them (the time budget ran out) as finished early."""
         for trial_id, record in self.trials.items():
             if self.client.get_run(record.run_id).info.status == "RUNNING":
                 record.stop = record.stop or reason
-                self.finish_trial(trial_id, class_names=class_names)
+                self.finish_trial(trial_id)
 
     def _close_open_trials(self, status: str) -> None:
         for record in self.trials.values():
