@@ -37,6 +37,31 @@ def tracking_uri(explicit: str | None = None) -> str:
     return explicit or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
+def create_sqlite_store(uri: str) -> None:
+    """Create a new SQLite tracking database all at once: MLflow builds its tables in a file of its own,
+    which is then linked into place only if no database is there yet. A driver killed while MLflow was
+    creating the tables used to leave a half-built database that every later run refused."""
+    import uuid
+
+    from mlflow import MlflowClient
+
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri[len(prefix):] in ("", ":memory:"):
+        return
+    path = Path(uri[len(prefix):])
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
+    try:
+        MlflowClient(f"{prefix}{partial}").search_experiments(max_results=1)  # builds every table
+        os.link(partial, path)  # fails if another process created it meanwhile: theirs is kept
+    except FileExistsError:
+        pass
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 @dataclass
 class TrialRecord:
     """What the tracker knows about one trial while the sweep runs."""
@@ -65,6 +90,7 @@ class SweepTracker:
 
         self.spec, self.sweep_id = spec, sweep_id
         self.uri = tracking_uri(uri)
+        create_sqlite_store(self.uri)
         mlflow.set_tracking_uri(self.uri)
         self.client = MlflowClient(self.uri)
         experiment = self.client.get_experiment_by_name(spec.experiment_name)

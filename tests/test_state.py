@@ -109,3 +109,16 @@ def test_a_resumed_tracker_reuses_runs_drops_lost_ones_and_closes_ended_ones(tmp
     assert [(m.step, m.value) for m in history] == [(1, 0.5), (2, 0.7), (3, 0.9)]
     assert len(client.get_metric_history(first.trials["a"].run_id, "best_val_accuracy")) == 1
     assert client.get_run(first.trials["a"].run_id).data.metrics["best_val_accuracy"] == 0.9
+
+
+def test_a_new_sqlite_store_appears_whole_and_an_existing_one_is_kept(tmp_path):
+    from mlflow import MlflowClient
+
+    from hpsweep.tracking import create_sqlite_store
+
+    uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
+    create_sqlite_store(uri)
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["mlflow.db"]  # no partial file left over
+    MlflowClient(uri).create_experiment("kept")
+    create_sqlite_store(uri)
+    assert MlflowClient(uri).get_experiment_by_name("kept") is not None
