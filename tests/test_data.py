@@ -147,3 +147,29 @@ def test_bad_data_is_caught_before_training(tmp_path, small_folder, case):
     assert fragment in line
     if case == "corrupt image":
         assert "broken.png" in line
+
+
+def test_a_colour_image_among_grey_ones_makes_the_whole_folder_rgb(tmp_path):
+    from PIL import Image
+
+    from hpsweep.data.images import decode_images
+
+    def fail(field: str, message: str) -> Exception:
+        return ValueError(f"{field}: {message}")
+
+    grey = [tmp_path / f"g{i}.png" for i in range(3)]
+    for i, path in enumerate(grey):
+        Image.new("L", (4, 4), color=40 * (i + 1)).save(path)
+    colour = tmp_path / "c.png"
+    Image.new("RGB", (4, 4), color=(200, 10, 30)).save(colour)
+
+    only_grey = decode_images(grey, None, "auto", fail)
+    assert only_grey.shape == (3, 1, 4, 4) and only_grey[1].unique().tolist() == [80]
+    mixed = decode_images([*grey, colour], None, "auto", fail)
+    assert mixed.shape == (4, 3, 4, 4)
+    assert mixed[1].unique().tolist() == [80]  # a grey image: the same value in every channel
+    assert mixed[3, :, 0, 0].tolist() == [200, 10, 30]
+    assert decode_images([colour], None, "grey", fail).shape == (1, 1, 4, 4)
+    Image.new("L", (5, 4)).save(tmp_path / "odd.png")
+    with pytest.raises(ValueError, match=r"data\.image_size: images differ in size"):
+        decode_images([*grey, tmp_path / "odd.png"], None, "auto", fail)

@@ -14,6 +14,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+_CHUNK = 64
 _GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 
 Fail = Callable[[str, str], Exception]  #: (field path, message) -> the error to raise
@@ -126,39 +127,37 @@ def natural_key(label: str) -> tuple[int, float | str]:
 def decode_images(paths: Sequence[Path], size: int | None, color: str, fail: Fail) -> torch.Tensor:
     """Decode every image once into a uint8 tensor [N, C, H, W]; resize to size x size when given.
 
-    Colour 'auto' keeps grey datasets grey (one channel) and turns any colour dataset into RGB.
+    Colour 'auto' keeps grey datasets grey (one channel) and turns any colour dataset into RGB. Each file
+    is opened once: grey images are decoded grey, and widened to three equal channels (what converting
+    them to RGB gives) only when some other image of the dataset is in colour.
     """
-    if color == "auto":
-        color = "grey" if all(_mode(p, fail) in _GREY_MODES for p in paths) else "rgb"
-    mode, channels = ("L", 1) if color == "grey" else ("RGB", 3)
-    first = _open(paths[0], mode, size, fail)
-    height, width = first.shape[-2:]
-    out = torch.empty((len(paths), channels, height, width), dtype=torch.uint8)
+    fixed = {"grey": "L", "rgb": "RGB"}.get(color)
+    images: list[torch.Tensor | None] = [None] * len(paths)
 
-    def load(i: int) -> None:
-        image = _open(paths[i], mode, size, fail)
-        if image.shape[-2:] != (height, width):
-            raise fail("data.image_size", f"images differ in size ({paths[0].name} is {width}x{height}, "
-                       f"{paths[i]} is {image.shape[-1]}x{image.shape[-2]}): set data.image_size")
-        out[i] = image
+    def load(start: int) -> None:  # a chunk per task: tiny images cost less than a task's overhead
+        for i in range(start, min(start + _CHUNK, len(paths))):
+            images[i] = _open(paths[i], fixed, size, fail)
 
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        list(pool.map(load, range(len(paths))))
+        list(pool.map(load, range(0, len(paths), _CHUNK)))
+    decoded = [image for image in images if image is not None]
+    height, width = decoded[0].shape[-2:]
+    for path, image in zip(paths, decoded, strict=True):
+        if image.shape[-2:] != (height, width):
+            raise fail("data.image_size", f"images differ in size ({paths[0].name} is {width}x{height}, "
+                       f"{path} is {image.shape[-1]}x{image.shape[-2]}): set data.image_size")
+    channels = max(image.shape[0] for image in decoded)
+    out = torch.empty((len(decoded), channels, height, width), dtype=torch.uint8)
+    for i, image in enumerate(decoded):
+        out[i] = image  # a grey image broadcasts to every channel of a colour dataset
     return out
 
 
-def _mode(path: Path, fail: Fail) -> str:
+def _open(path: Path, mode: str | None, size: int | None, fail: Fail) -> torch.Tensor:
+    """One image as uint8 [C, H, W]: in `mode`, or when None grey (one channel) if the file is grey, else RGB."""
     try:
         with Image.open(path) as image:
-            return image.mode
-    except (UnidentifiedImageError, OSError) as exc:
-        raise fail("data", f"cannot read image {path}: {exc}") from None
-
-
-def _open(path: Path, mode: str, size: int | None, fail: Fail) -> torch.Tensor:
-    try:
-        with Image.open(path) as image:
-            image = image.convert(mode)
+            image = image.convert(mode or ("L" if image.mode in _GREY_MODES else "RGB"))
             if size is not None and image.size != (size, size):
                 image = image.resize((size, size), Image.Resampling.BILINEAR)
             data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
