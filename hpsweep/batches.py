@@ -31,7 +31,7 @@ class BatchPlan:
 def batches(split: Split, batch_size: int, plan: BatchPlan, *, train: bool,
             generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     n = len(split)
-    order = torch.randperm(n, generator=generator) if train else torch.arange(n)
+    order = (torch.randperm(n, generator=generator) if train else torch.arange(n)).to(split.x.device)
     stop = n - 1 if train and n % batch_size == 1 and n > 1 else n  # a batch of one breaks BatchNorm
     mean = torch.tensor(plan.mean, device=plan.device).view(1, -1, 1, 1) if plan.is_image else None
     std = torch.tensor(plan.std, device=plan.device).view(1, -1, 1, 1) if plan.is_image else None

@@ -11,7 +11,7 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -99,6 +99,7 @@ def fit(net: Net, data: PreparedData, params: TrialParams, settings: LoopSetting
         device: torch.device | None = None) -> FitResult:
     """Train `net` on data.train, validate on data.val each epoch; resume from a checkpoint dict if given."""
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    data = _resident(data, device)
     amp_dtype = resolve_precision(settings.precision, device)
     channels_last = device.type == "cuda" and net.is_conv
     net.to(device)
@@ -118,6 +119,22 @@ def fit(net: Net, data: PreparedData, params: TrialParams, settings: LoopSetting
     if resume is not None:
         run.restore(resume)
     return run.train(on_epoch or (lambda report: None))
+
+
+#: train and val splits up to this size (bytes) are copied to the GPU once per fit, so that no batch
+#: waits for a copy from host memory; larger datasets stay on the host and travel batch by batch
+RESIDENT_BYTES = 1 << 30
+
+
+def _resident(data: PreparedData, device: torch.device) -> PreparedData:
+    if device.type != "cuda":
+        return data
+    splits = (data.train, data.val)
+    size = sum(t.numel() * t.element_size() for split in splits for t in (split.x, split.y))
+    if size > RESIDENT_BYTES:
+        return data
+    return replace(data, train=replace(data.train, x=data.train.x.to(device), y=data.train.y.to(device)),
+                   val=replace(data.val, x=data.val.x.to(device), y=data.val.y.to(device)))
 
 
 class _Run:
@@ -194,15 +211,14 @@ class _Run:
 
     def _train_epoch(self) -> float | None:
         """Mean training loss, or None when the loss stopped being finite (the trial diverged)."""
-        total, count = 0.0, 0
+        # The loss is summed on the device and read once per epoch: reading it every batch would make the
+        # CPU wait for the GPU at each step. A trial whose loss stops being finite is stopped at the end of
+        # the epoch (its remaining steps are wasted, its result is the same).
+        total, count = torch.zeros((), device=self.plan.device), 0
         trainable = [p for p in self.net.parameters() if p.requires_grad]
         for x, y in batches(self.data.train, self.params.batch_size, self.plan, train=True, generator=self.generator):
             with self._autocast():
                 loss = self._loss(self.net(x), y, self.params.label_smoothing)
-            value = loss.item()
-            if not math.isfinite(value):
-                log.warning("loss became %s at epoch %d: stopping the trial as diverged", value, self.epoch + 1)
-                return None
             self.optimizer.zero_grad(set_to_none=True)
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
@@ -217,8 +233,13 @@ class _Run:
             else:
                 self.optimizer.step()
             self.schedule.after_batch()
-            total, count = total + value * len(y), count + len(y)
-        return total / max(1, count)
+            total += loss.detach().float() * len(y)
+            count += len(y)
+        value = total.item() / max(1, count)
+        if not math.isfinite(value):
+            log.warning("loss became %s in epoch %d: stopping the trial as diverged", value, self.epoch + 1)
+            return None
+        return value
 
     @torch.no_grad()
     def _validate(self) -> tuple[dict[str, float] | None, torch.Tensor | None]:

@@ -47,7 +47,7 @@ def test_cnn_reaches_95_percent_on_digits_within_10_epochs(tmp_path, digits):
 
 
 def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
 
 def _moved(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> set[str]:
@@ -82,7 +82,7 @@ def test_head_gets_its_own_learning_rate(tmp_path, digits):
     fit(net, digits, params, loop_settings(spec))
 
     def change(before, module):
-        return max(float((before[k] - v).abs().max()) for k, v in module.state_dict().items())
+        return max(float((before[k] - v.cpu()).abs().max()) for k, v in module.state_dict().items())
 
     assert change(before_head, net.head) > 1000 * change(before_backbone, net.backbone)
 
