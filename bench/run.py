@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import loop_bench, sweep_bench
+from bench import loop_bench, search_bench, sweep_bench
 from bench.common import Outcome, machine, write_results
 
 BENCHMARKS: dict[str, Callable[[bool], Outcome | list[Outcome]]] = {
@@ -19,6 +19,8 @@ BENCHMARKS: dict[str, Callable[[bool], Outcome | list[Outcome]]] = {
     "concurrent": sweep_bench.concurrent_tracking,
     "frozen": loop_bench.frozen_phase,
     "memory": sweep_bench.memory,
+    "search": search_bench.search_efficiency,
+    "amp": loop_bench.mixed_precision,  # GPU only: nothing to measure on a CPU
 }
 
 
@@ -33,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     outcomes: list[Outcome] = []
     for name in args.only or list(BENCHMARKS):
         found = BENCHMARKS[name](args.quick)
+        if found == []:
+            print(f"{name}: skipped (nothing to measure on this machine)", flush=True)
         for outcome in found if isinstance(found, list) else [found]:
             outcomes.append(outcome)
             print(f"{outcome.name}: {outcome.ratio:.3f} (goal {outcome.goal}: {'met' if outcome.met else 'MISSED'})"

@@ -20,6 +20,7 @@ def test_every_benchmark_runs_in_quick_mode_and_writes_the_table(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     table = out.read_text()
     for name in ("harness overhead", "per-trial cost", "loop efficiency", "data path", "tracking overhead",
-                 "tracking at 8 concurrent trials", "frozen phase", "memory"):
+                 "tracking at 8 concurrent trials", "frozen phase", "memory",
+                 "search efficiency"):
         assert f"| {name} | " in table, name
     assert "quick mode" in table and "Machine: " in table

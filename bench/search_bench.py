@@ -1,0 +1,123 @@
+"""ASHA + TPE against full-budget random search: how many trial-epochs each spends before its best-so-far
+validation accuracy reaches a target, on the same seeds."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.common import Outcome, median
+from hpsweep.spec import validate_data
+from hpsweep.tracking import TrialRecord
+
+#: a wide space, as a first sweep on a new problem has: most learning rates train badly or not at all
+SPACE: dict[str, Any] = {
+    "lr": {"loguniform": [1.0e-5, 1.0]},
+    "batch_size": {"choice": [16, 32, 64, 128, 256]},
+    "optimizer": {"choice": {"adam": {}, "sgd": {"momentum": {"uniform": [0.0, 0.99]}}}},
+    "dropout": {"uniform": [0.0, 0.7]},
+}
+#: the target is what the top tenth of the random side's trials reach: a configuration a person would keep
+TARGET_QUANTILE = 0.9
+
+
+def _raw(algorithm: str, scheduler: str, trials: int, epochs: int, seed: int) -> dict[str, Any]:
+    return {
+        "name": f"bench-search-{algorithm}-{seed}",
+        "trainable": "image_classifier",
+        # a large validation split, so that one image is 0.14 points and "within 0.5 points" means something
+        "data": {"source": "sklearn_digits", "split": {"train": 0.6, "val": 0.4, "test": 0.0}},
+        "model": {"name": "mlp", "hidden_sizes": [64]},
+        "train": {"epochs": epochs, "metric": "val_accuracy", "seed": seed, "precision": "fp32"},
+        # one trial at a time: the order of the trials, and so the count, does not depend on timing
+        "search": {
+            "algorithm": algorithm,
+            "num_trials": trials,
+            "max_concurrent": 1,
+            "seed": seed,
+            "scheduler": {"name": scheduler},
+        },
+        "space": SPACE,
+        "resources": {"cpu": os.cpu_count() or 1},
+    }
+
+
+def epochs_to_target(records: list[TrialRecord], target: float, metric: str = "val_accuracy") -> int | None:
+    """Trial-epochs spent, trial after trial in the order they ran, up to and including the first epoch
+    whose metric reaches `target`; None when no epoch does."""
+    spent = 0
+    for record in sorted(records, key=lambda r: r.number):
+        for epoch in record.history:
+            spent += 1
+            if float(epoch.get(metric, float("-inf"))) >= target:
+                return spent
+    return None
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def search_efficiency(quick: bool) -> Outcome:
+    """Per seed, both sides run the same number of trials on the same data split and sampler seed (TPE's
+    start-up trials then draw the same configurations random search does). The target is set from the
+    random side's own trials, so random search always reaches it; ASHA + TPE has to."""
+    import ray
+
+    from hpsweep.runner import plan_sweep, run_sweep
+
+    trials, epochs, seeds = (4, 3, (0,)) if quick else (40, 27, (1, 2, 3, 4, 5))
+    folder = Path(tempfile.mkdtemp(prefix="hpsweep-bench-"))
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+
+    def sweep(algorithm: str, scheduler: str, seed: int) -> list[TrialRecord]:
+        raw = _raw(algorithm, scheduler, trials, epochs, seed)
+        spec = validate_data(raw, str(folder / "bench.yaml"), base_dir=folder)
+        outcome = run_sweep(spec, plan_sweep(spec, raw, storage=str(folder / "results"), uri=uri), "bench")
+        return list(outcome.trials.values())
+
+    costs: dict[str, list[int]] = {"random": [], "tpe": []}
+    gaps, notes = [], []
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    try:
+        for turn, seed in enumerate(seeds):
+            runs = [("random", "fifo"), ("tpe", "asha")]
+            found = {
+                algorithm: sweep(algorithm, scheduler, seed)
+                for algorithm, scheduler in (runs if turn % 2 == 0 else reversed(runs))
+            }
+            best = {name: max(r.best or 0.0 for r in records) for name, records in found.items()}
+            target = _quantile([r.best or 0.0 for r in found["random"]], TARGET_QUANTILE)
+            spent = {name: epochs_to_target(records, target) for name, records in found.items()}
+            total = {name: sum(len(r.history) for r in records) for name, records in found.items()}
+            # never reaching the target counts as the side's whole budget and one more epoch: a lower bound
+            asha_cost = spent["tpe"] if spent["tpe"] is not None else total["tpe"] + 1
+            costs["tpe"].append(asha_cost)
+            costs["random"].append(spent["random"] or 1)
+            gaps.append(100 * (best["random"] - best["tpe"]))
+            reached = f"{spent['tpe']}" if spent["tpe"] is not None else f"not reached in {total['tpe']}"
+            notes.append(
+                f"seed {seed}: target {target:.3f}, {reached} vs {spent['random']} trial-epochs, "
+                f"best {best['tpe']:.3f} vs {best['random']:.3f}, budget {total['tpe']} vs {total['random']}"
+            )
+            logging.getLogger(__name__).info(notes[-1])
+    finally:
+        ray.shutdown()
+    # the expected cost to reach the target, pooled over seeds: one lucky early hit by random search on
+    # one seed moves a per-seed ratio a lot, a sum much less
+    ratio, gap = sum(costs["tpe"]) / sum(costs["random"]), median(gaps)
+    return Outcome(
+        "search efficiency",
+        ratio,
+        "<= 0.33 (aim 0.25), best within 0.5 points",
+        ratio <= 0.33 and gap <= 0.5,
+        f"trial-epochs to the target summed over {len(seeds)} seeds: {sum(costs['tpe'])} vs "
+        f"{sum(costs['random'])}; MLP on digits, {trials} trials of up to {epochs} epochs per side, one at a "
+        f"time; target: the "
+        f"{TARGET_QUANTILE:.0%} quantile of random search's trial bests; median best-accuracy gap "
+        f"{gap:+.2f} points (random minus ASHA + TPE); " + "; ".join(notes),
+    )
