@@ -6,18 +6,17 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import time
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from hpsweep import metrics as M
 from hpsweep.data.base import PreparedData
-from hpsweep.spec import SweepSpec, validate_data
-from hpsweep.tracking import BASE_DIR_TAG, EFFECTIVE_SWEEP, PARENT_TAG, SWEEP_TAG, tracking_uri
+from hpsweep.spec import SweepSpec
+from hpsweep.status import RecordedSweep
+from hpsweep.tracking import PARENT_TAG, SWEEP_TAG, tracking_uri
 
 log = logging.getLogger(__name__)
 DECISION, TEST_TAG, FINGERPRINT = "hpsweep.decision", "hpsweep.test_metric", "hpsweep.data_fingerprint"
@@ -51,12 +50,6 @@ class Decision:
     version: str = ""  #: the version created when promoted
     dry_run: bool = False
     sweep_id: str = ""
-
-
-@dataclass(frozen=True)
-class _Sweep:
-    parent: Any
-    spec: SweepSpec
 
 
 def promote(ref: str, *, model_name: str | None = None, alias: str | None = None,
@@ -99,33 +92,13 @@ def promote(ref: str, *, model_name: str | None = None, alias: str | None = None
     return decision
 
 
-def _find_sweep(client: Any, ref: str) -> _Sweep:
-    """A sweep's latest parent run, from its name, its YAML file, or the parent run's ID."""
-    if re.fullmatch(r"[0-9a-f]{32}", ref):
-        try:
-            parent = client.get_run(ref)
-        except Exception:
-            raise PromotionError(f"no run {ref} in {client.tracking_uri}") from None
-    else:
-        experiment_name = ref
-        if ref.endswith((".yaml", ".yml")):
-            from hpsweep.spec import load_spec
+def _find_sweep(client: Any, ref: str) -> RecordedSweep:
+    from hpsweep.status import UnknownSweep, find_sweep
 
-            experiment_name = load_spec(ref).experiment_name
-        from hpsweep.status import UnknownSweep, latest_parent
-
-        try:
-            parent = latest_parent(client, experiment_name)
-        except UnknownSweep as exc:
-            raise PromotionError(str(exc)) from None
-    if SWEEP_TAG not in parent.data.tags or PARENT_TAG in parent.data.tags:
-        raise PromotionError(f"run {parent.info.run_id} is not an hpsweep sweep's parent run")
-    import yaml
-
-    text = client.download_artifacts(parent.info.run_id, EFFECTIVE_SWEEP)
-    raw = yaml.safe_load(Path(text).read_text(encoding="utf-8"))
-    base_dir = Path(parent.data.tags.get(BASE_DIR_TAG, "."))
-    return _Sweep(parent, validate_data(raw, parent.data.tags.get("hpsweep.source", "<sweep>"), base_dir))
+    try:
+        return find_sweep(client, ref)
+    except UnknownSweep as exc:
+        raise PromotionError(str(exc)) from None
 
 
 def _best_trial(client: Any, parent: Any, val_metric: str, mode: str) -> Any:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from hpsweep.tracking import PARENT_TAG, SWEEP_TAG, tracking_uri
+from hpsweep.spec import SweepSpec
+from hpsweep.tracking import BASE_DIR_TAG, EFFECTIVE_SWEEP, PARENT_TAG, SWEEP_TAG, tracking_uri
 
 
 class UnknownSweep(LookupError):
@@ -45,6 +48,40 @@ def latest_parent(client: Any, name: str) -> Any:
     if not parents:
         raise UnknownSweep(f"experiment {name!r} holds no hpsweep sweep")
     return parents[0]
+
+
+@dataclass(frozen=True)
+class RecordedSweep:
+    """A sweep as MLflow recorded it: its parent run and the sweep file it ran (any --set applied)."""
+
+    parent: Any
+    spec: SweepSpec
+    raw: dict[str, Any]
+
+    @property
+    def sweep_id(self) -> str:
+        return str(self.parent.data.tags[SWEEP_TAG])
+
+
+def find_sweep(client: Any, ref: str) -> RecordedSweep:
+    """A sweep's latest parent run, from its name, its YAML file, or the parent run's ID."""
+    import yaml
+
+    from hpsweep.spec import load_spec, validate_data
+
+    if re.fullmatch(r"[0-9a-f]{32}", ref):
+        try:
+            parent = client.get_run(ref)
+        except Exception:
+            raise UnknownSweep(f"no run {ref} in {client.tracking_uri}") from None
+    else:
+        parent = latest_parent(client, load_spec(ref).experiment_name if ref.endswith((".yaml", ".yml")) else ref)
+    if SWEEP_TAG not in parent.data.tags or PARENT_TAG in parent.data.tags:
+        raise UnknownSweep(f"run {parent.info.run_id} is not an hpsweep sweep's parent run")
+    text = client.download_artifacts(parent.info.run_id, EFFECTIVE_SWEEP)
+    raw = yaml.safe_load(Path(text).read_text(encoding="utf-8"))
+    base_dir = Path(parent.data.tags.get(BASE_DIR_TAG, "."))
+    return RecordedSweep(parent, validate_data(raw, parent.data.tags.get("hpsweep.source", "<sweep>"), base_dir), raw)
 
 
 def sweep_status(name: str, uri: str | None = None) -> SweepStatus:
