@@ -200,6 +200,8 @@ def _launch(args: argparse.Namespace, spec: Any, raw: dict[str, Any], sweep_text
         print(f"best: trial {record.number}, {outcome.metric} {record.best:.4g}")
         print("  " + "  ".join(f"{k}={v}" for k, v in outcome.best_params.items()))
     print(f"MLflow: experiment {outcome.experiment!r}, parent run {outcome.parent_run_id} ({outcome.tracking_uri})")
+    if outcome.report is not None:
+        print(f"report: {outcome.report} (also under report/ in the parent run's artifacts)")
     print(f"see it: mlflow ui --backend-store-uri {outcome.tracking_uri}  (then open http://127.0.0.1:5000)")
     if outcome.interrupted:
         return 130
@@ -309,6 +311,80 @@ def _jobs_status(args: argparse.Namespace) -> int:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.started)) if job.started else "-"
         print(f"{job.job_id:<48} {job.sweep:<20} {job.status:<10} {started}")
     return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the sweep report (files and one HTML page) and log it to the sweep's parent run."""
+    from hpsweep.report import ReportError, write_report
+
+    try:
+        report = write_report(args.sweep, Path(args.out) if args.out else _default_report_folder(args),
+                              args.tracking_uri, log_to_mlflow=not args.no_log)
+    except ReportError as exc:
+        raise BadInput(str(exc)) from None
+    best = report.best
+    print(f"sweep {report.sweep_id}: {len(report.trials)} trials"
+          + (f", best {best.name} with {report.metric} {best.best:.4g}" if best is not None else ", no result"))
+    for warning in report.warnings:
+        print(f"warning: {warning.message}")
+    if report.importances:
+        print("importance: " + ", ".join(f"{k} {v:.2f}" for k, v in report.importances.items()))
+    print(f"report: {report.files['html']}")
+    if not args.no_log:
+        print(f"logged to run {report.parent_run_id} under report/")
+    return EXIT_OK
+
+
+def _default_report_folder(args: argparse.Namespace) -> Path:
+    from mlflow import MlflowClient
+
+    from hpsweep.status import UnknownSweep, find_sweep
+    from hpsweep.tracking import tracking_uri
+
+    try:
+        return Path("hpsweep-reports") / find_sweep(MlflowClient(tracking_uri(args.tracking_uri)), args.sweep).sweep_id
+    except UnknownSweep as exc:
+        raise BadInput(str(exc)) from None
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Two sweeps' best trials side by side, and how their search spaces differ."""
+    from hpsweep.report import ReportError, compare_sweeps
+
+    try:
+        found = compare_sweeps(args.sweep_a, args.sweep_b, args.tracking_uri)
+    except ReportError as exc:
+        raise BadInput(str(exc)) from None
+    a, b = found.a, found.b
+    rows = [("sweep", a.sweep_id, b.sweep_id), ("trials", str(len(a.trials)), str(len(b.trials)))]
+    metric = a.metric if a.metric == b.metric else f"{a.metric} / {b.metric}"
+    rows.append((f"best {metric}", f"{a.best.best:.4g}" if a.best else "-", f"{b.best.best:.4g}" if b.best else "-"))
+    rows.append(("best trial", a.best.name if a.best else "-", b.best.name if b.best else "-"))
+    rows.append(("trial-epochs", str(a.compute.get("trial_epochs", 0)), str(b.compute.get("trial_epochs", 0))))
+    names = list(a.best.params if a.best else {}) + [k for k in (b.best.params if b.best else {})
+                                                     if k not in (a.best.params if a.best else {})]
+    for name in names:
+        left = a.best.params.get(name, "-") if a.best else "-"
+        right = b.best.params.get(name, "-") if b.best else "-"
+        rows.append((f"  {name}", _short(left), _short(right)))
+    width = max(len(r[0]) for r in rows) + 2
+    column = max(len(r[1]) for r in rows) + 2
+    print(f"{'':<{width}}{'A':<{column}}B")
+    for label, left, right in rows:
+        print(f"{label:<{width}}{left:<{column}}{right}")
+    print()
+    if not found.space and not found.settings:
+        print("the two sweeps search the same space with the same settings")
+    for title, diffs in (("search space", found.space), ("settings", found.settings)):
+        if diffs:
+            print(f"{title} differs:")
+            for name, left, right in diffs:
+                print(f"  {name}: A {left}  |  B {right}")
+    return EXIT_OK
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
@@ -440,6 +516,20 @@ def build_parser() -> argparse.ArgumentParser:
     _tracking_uri_option(p)
     p.add_argument("--address", help="list the sweeps submitted to this cluster (its dashboard URL)")
     p.set_defaults(func=cmd_status)
+
+    p = verbs.add_parser("report", help="the sweep report: leaderboard, curves, importances, range warnings, "
+                         "best.yaml and one HTML page; logged to the sweep's parent run")
+    p.add_argument("sweep", metavar="SWEEP", help="a sweep's name, its YAML file, or its parent run ID")
+    p.add_argument("--out", metavar="DIR", help="where to write it (default: hpsweep-reports/<sweep id>)")
+    p.add_argument("--no-log", action="store_true", help="write the files only; log nothing to MLflow")
+    _tracking_uri_option(p)
+    p.set_defaults(func=cmd_report)
+
+    p = verbs.add_parser("compare", help="two sweeps' best trials side by side, and how their spaces differ")
+    p.add_argument("sweep_a", metavar="SWEEP_A", help="a sweep's name, its YAML file, or its parent run ID")
+    p.add_argument("sweep_b", metavar="SWEEP_B")
+    _tracking_uri_option(p)
+    p.set_defaults(func=cmd_compare)
 
     p = verbs.add_parser("promote", help="register the sweep's best model if it beats the champion on the test split")
     p.add_argument("sweep", metavar="SWEEP", help="a sweep's name, its YAML file, or its parent run ID")

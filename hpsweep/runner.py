@@ -60,6 +60,7 @@ class SweepOutcome:
     best_params: dict[str, str] = field(default_factory=dict)
     interrupted: bool = False
     results: Path | None = None  #: the sweep's folder of Ray Tune state and checkpoints
+    report: Path | None = None  #: the sweep report's HTML page, when the sweep ended and it was written
 
 
 @dataclass(frozen=True)
@@ -264,7 +265,20 @@ def _run(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data: PreparedData |
     best = tracker.best_trial()
     best_params = tracker.client.get_run(best[1].run_id).data.params if best else {}
     return SweepOutcome(plan.sweep_id, spec.experiment_name, tracker.parent_id, tracker.uri, tracker.metric,
-                        tracker.trials, failed, best, best_params, interrupted=not completed, results=plan.folder)
+                        tracker.trials, failed, best, best_params, interrupted=not completed, results=plan.folder,
+                        report=_report(tracker, plan) if completed else None)
+
+
+def _report(tracker: SweepTracker, plan: SweepPlan) -> Path | None:
+    """The sweep report, written beside the sweep's results and logged to its parent run. A report that
+    cannot be drawn costs the sweep nothing but a warning."""
+    from hpsweep.report import write_report
+
+    try:
+        return write_report(tracker.parent_id, plan.folder / "report", tracker.uri).files["html"]
+    except Exception as exc:
+        log.warning("could not write the sweep report: %s", exc)
+        return None
 
 
 def _ensure_ray(verbose: bool) -> bool:
