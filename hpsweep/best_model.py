@@ -23,14 +23,13 @@ def model_logger(spec: SweepSpec, data: PreparedData) -> Callable[[str, TrialRec
         from hpsweep.export import describe, log_model
         from hpsweep.space import SearchSpace
         from hpsweep.trial import architecture, build_net
-        from hpsweep.yamlio import parse_scalar
 
         if record.best_checkpoint is None:
             return None
         with record.best_checkpoint.as_directory() as folder:
             state = load_checkpoint(Path(folder))
-        config = {k: parse_scalar(v) for k, v in mlflow.MlflowClient(uri).get_run(record.run_id).data.params.items()}
-        params = SearchSpace.of(spec).resolve(config)
+        space = SearchSpace.of(spec)
+        params = space.resolve(space.from_logged(mlflow.MlflowClient(uri).get_run(record.run_id).data.params))
         net = build_net(spec.model_copy(update={"model": spec.model.model_copy(update={"pretrained": None})}),
                         data, params)
         net.load_state_dict(state["model"])

@@ -188,6 +188,28 @@ class SearchSpace:
         for combo in product(*axes):
             yield {k: v for part in combo for k, v in part.items()}
 
+    def from_logged(self, logged: Mapping[str, str]) -> dict[str, Any]:
+        """A trial's config from its MLflow params, which are text: each value read back as its dimension
+        says (a choice's own value, `None` included; a float; an int), the rest as the sweep file would."""
+        from hpsweep.yamlio import parse_scalar
+
+        dims = {d.name: d.param for d in self.dimensions()}
+        fixed = self.fixed()
+        config: dict[str, Any] = {}
+        for name, text in logged.items():
+            param = dims.get(name)
+            if isinstance(param, Choice):
+                config[name] = next((v for v in param.choice if str(_encode(v, param)) == text), parse_scalar(text))
+            elif isinstance(param, Uniform | LogUniform):
+                config[name] = float(text)
+            elif isinstance(param, IntRange):
+                config[name] = int(text)
+            elif name in fixed and str(fixed[name]) == text:
+                config[name] = fixed[name]
+            else:
+                config[name] = parse_scalar(text)
+        return config
+
     # ------------------------------------------------------------ resolution
 
     def resolve(self, config: Mapping[str, Any]) -> TrialParams:

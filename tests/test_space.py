@@ -271,3 +271,21 @@ def test_samplers_are_seeded_from_the_spec(algorithm):
         return [t.params for t in study.trials]
 
     assert draws() == draws()
+
+
+def test_a_trial_config_comes_back_from_mlflows_text_params_with_its_types():
+    """MLflow keeps params as text; the model logger and the report read them back through the space,
+    so a searched `null` is None again and a fixed list is a list."""
+    spec = _spec({"lr": {"loguniform": [1e-4, 1e-1]}, "batch_size": {"choice": [32, 64]},
+                  "grad_clip": {"choice": [None, 1.0]}, "freeze_epochs": {"int": [0, 2]},
+                  "optimizer": {"choice": {"adam": {}, "sgd": {"momentum": {"uniform": [0.5, 0.9]}}}},
+                  "scheduler": {"name": "multistep", "milestones": [2, 3]}})
+    space = SearchSpace.of(spec)
+    study = optuna.create_study(sampler=make_sampler(spec))
+    for _ in range(10):
+        config = space.sample(study.ask())
+        logged = {k: str(v) for k, v in config.items()}  # as the tracker logs them
+        back = space.from_logged(logged)
+        assert back == config
+        assert space.resolve(back) == space.resolve(config)
+    assert space.from_logged({"grad_clip": "None"}) == {"grad_clip": None}
