@@ -128,7 +128,7 @@ def build_report(ref: str, uri: str | None = None) -> tuple[SweepReport, Recorde
     if (info := sweep.parent.info).end_time and info.start_time:
         report.compute["sweep_seconds"] = round((info.end_time - info.start_time) / 1000, 1)
     if report.best is not None:
-        report.best_yaml = best_yaml(sweep.raw, report.best, space, report)
+        report.best_yaml = best_yaml(sweep, report.best, space, report)
     return report, sweep, client
 
 
@@ -139,7 +139,7 @@ def _trial(run: Any, metric: str, space: SearchSpace) -> TrialResult:
     seconds = (info.end_time - info.start_time) / 1000 if info.end_time and info.start_time else 0.0
     return TrialResult(int(digits) if digits else 0, name, info.run_id, info.status,
                        data.tags.get("hpsweep.stop_reason", ""), data.metrics.get(f"best_{metric}"),
-                       int(data.metrics.get("epochs_run", 0)), seconds, typed_params(data.params, space))
+                       int(data.metrics.get("epochs_run", 0)), seconds, space.from_logged(data.params))
 
 
 def rank_trials(trials: Sequence[TrialResult], mode: str) -> list[TrialResult]:
@@ -147,31 +147,6 @@ def rank_trials(trials: Sequence[TrialResult], mode: str) -> list[TrialResult]:
     sign = -1.0 if mode == "max" else 1.0
     counted = sorted((t for t in trials if t.counts), key=lambda t: (sign * float(t.best or 0.0), t.number))
     return counted + sorted((t for t in trials if not t.counts), key=lambda t: t.number)
-
-
-def typed_params(logged: Mapping[str, str], space: SearchSpace) -> dict[str, Any]:
-    """MLflow keeps params as text; the sweep's space says what each one was."""
-    import yaml
-
-    dims = {d.name: d.param for d in space.dimensions()}
-    fixed = space.fixed()
-    out: dict[str, Any] = {}
-    for name, text in logged.items():
-        param = dims.get(name)
-        if isinstance(param, Choice):
-            out[name] = next((v for v in param.choice if str(_encode(v, param)) == text), text)
-        elif isinstance(param, Uniform | LogUniform):
-            out[name] = float(text)
-        elif isinstance(param, IntRange):
-            out[name] = int(text)
-        elif name in fixed:
-            out[name] = fixed[name]
-        else:
-            try:
-                out[name] = yaml.safe_load(text)
-            except yaml.YAMLError:
-                out[name] = text
-    return out
 
 
 # ---------------------------------------------------------------- analysis
@@ -261,13 +236,20 @@ def edge_warnings(trials: Sequence[TrialResult], dims: Sequence[Dimension]) -> l
     return found
 
 
-def best_yaml(raw: Mapping[str, Any], best: TrialResult, space: SearchSpace, report: SweepReport) -> str:
-    """The sweep file with every searched value fixed to the best trial's: one trial, nothing searched."""
+def best_yaml(sweep: RecordedSweep, best: TrialResult, space: SearchSpace, report: SweepReport) -> str:
+    """The sweep file with every searched value fixed to the best trial's: one trial, nothing searched.
+    Relative paths become absolute, so the file works wherever it is saved."""
     import copy
 
     import yaml
 
-    out = copy.deepcopy(dict(raw))
+    from hpsweep.spec import local_paths
+
+    out = copy.deepcopy(dict(sweep.raw))
+    for name, value in local_paths(sweep.spec):
+        if not Path(value).expanduser().is_absolute():
+            section, key = name.split(".")
+            out[section][key] = str(sweep.spec.resolve_path(value).resolve())
     params = dict(best.params)
     section = out.setdefault("space", {})
     extras = set(section.get("params") or {})

@@ -193,3 +193,12 @@ def _valid_sections(data: dict[str, Any]) -> tuple[dict[str, Any], frozenset[str
 
 
 _CHECKED_SECTIONS = ("data", "model", "train", "search", "space", "resources")
+
+
+def local_paths(spec: SweepSpec) -> list[tuple[str, str]]:
+    """(field, value) of every file or folder the sweep reads from this machine."""
+    found = [(f"data.{name}", getattr(spec.data, name)) for name in ("path", "csv") if getattr(spec.data, name, None)]
+    pretrained = spec.model.pretrained
+    if pretrained and pretrained != "imagenet" and not pretrained.startswith("models:"):
+        found.append(("model.pretrained", pretrained))
+    return found

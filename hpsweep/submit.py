@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpsweep.spec import SweepSpec
+from hpsweep.spec import SweepSpec, local_paths
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +46,6 @@ def jobs_address(explicit: str | None = None) -> str:
         if candidate and candidate.startswith(("http://", "https://")):
             return candidate.rstrip("/")
     return DEFAULT_JOBS_ADDRESS
-
-
-def local_paths(spec: SweepSpec) -> list[tuple[str, str]]:
-    """(field, value) of every file or folder the sweep reads from this machine."""
-    found = [(f"data.{name}", getattr(spec.data, name)) for name in ("path", "csv") if getattr(spec.data, name, None)]
-    pretrained = spec.model.pretrained
-    if pretrained and pretrained != "imagenet" and not pretrained.startswith("models:"):
-        found.append(("model.pretrained", pretrained))
-    return found
 
 
 def check_uploadable(spec: SweepSpec, sweep_file: Path, workdir: Path) -> Path:

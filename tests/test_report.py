@@ -45,7 +45,7 @@ def _client(uri: str) -> Any:
 
 
 @pytest.fixture(scope="module")
-def sweeps(ray_session, tmp_path_factory) -> dict[str, Any]:
+def sweeps(ray_session, tmp_path_factory, digit_files) -> dict[str, Any]:
     """Two tiny sweeps run by `hpsweep run`, each of which writes its report when it ends."""
     import contextlib
     import io
@@ -55,7 +55,19 @@ def sweeps(ray_session, tmp_path_factory) -> dict[str, Any]:
     folder = tmp_path_factory.mktemp("report")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     found: dict[str, Any] = {"folder": folder, "uri": uri}
-    for name, patch in (("searched", {"name": "searched", **SEARCHED}), ("edge", EDGE)):
+    # the edge sweep reads image files by a path relative to its sweep file
+    images = {"data": {"replace": {"source": "image_folder",
+                                   "path": os.path.relpath(digit_files / "folders", folder)}}}
+    table = folder / "diabetes.csv"
+    assert main(["data", "export-diabetes", str(table)]) == 0
+    regression = {"name": "regression", "trainable": "tabular",
+                  "data": {"replace": {"source": "tabular_csv", "path": table.name, "target": "target",
+                                       "task": "regression"}},
+                  "train": {"epochs": 2, "metric": "val_rmse", "mode": "min"},
+                  "search": {"algorithm": "random", "num_trials": 3, "max_concurrent": 2},
+                  "space": {"replace": {"lr": {"loguniform": [1.0e-3, 3.0e-2]}, "grad_clip": {"choice": [None]}}}}
+    for name, patch in (("searched", {"name": "searched", **SEARCHED}), ("edge", {**EDGE, **images}),
+                        ("regression", regression)):
         path = folder / f"{name}.yaml"
         path.write_text(yaml.safe_dump(merged(BASE, patch)), encoding="utf-8")
         out = io.StringIO()
@@ -135,6 +147,22 @@ def test_best_yaml_validates_and_fixes_the_best_trials_values(sweeps, run_cli):
     # what `hpsweep train best.yaml` trains with, written as MLflow wrote the best trial's params
     assert {k: str(v) for k, v in config.items()} == best_run.data.params
     assert f"{best_run.info.run_name}, val_accuracy" in best_file.read_text(encoding="utf-8")
+    # training it again gives the best trial's result (up to the order of floating-point sums)
+    code, out, err = run_cli("train", str(best_file))
+    assert code == 0, err
+    again = float(re.search(r"completed: best val_accuracy ([0-9.]+)", out).group(1))
+    assert again == pytest.approx(best_run.data.metrics["best_val_accuracy"], abs=0.02)
+
+
+def test_best_yaml_works_wherever_it_is_saved(sweeps, tmp_path, run_cli):
+    moved = tmp_path / "elsewhere" / "best.yaml"
+    moved.parent.mkdir()
+    shutil.copy(_report_folder(sweeps["edge"]["out"]) / "best.yaml", moved)
+    raw = yaml.safe_load(moved.read_text(encoding="utf-8"))
+    assert Path(raw["data"]["path"]).is_absolute() and Path(raw["data"]["path"]).is_dir()
+    assert raw["space"]["lr"] == 0.1 and raw["search"] == {"algorithm": "random", "num_trials": 1}
+    code, out, err = run_cli("validate", str(moved))
+    assert code == 0, out + err
 
 
 def test_every_part_of_the_report_holds_the_sweeps_numbers(sweeps):
@@ -239,3 +267,16 @@ def test_report_of_an_unknown_sweep_is_a_one_line_error_and_writes_nothing(sweep
     assert out == ""
     assert code == 2 and len(err.strip().splitlines()) == 1 and "no-such-sweep" in err
     assert not (tmp_path / "r").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_regression_sweep_ranks_the_lowest_error_first_and_has_no_confusion_matrix(sweeps):
+    uri = sweeps["uri"]
+    folder = _report_folder(sweeps["regression"]["out"])
+    rows = list(csv.DictReader((folder / "leaderboard.csv").open(encoding="utf-8")))
+    errors = [float(row["best_val_rmse"]) for row in rows if row["rank"] != "-"]
+    assert errors == sorted(errors) and len(errors) == 3
+    assert not (folder / "confusion_matrix.png").exists()
+    parent = _parent(uri, "regression")
+    # the best trial's params, null included, were read back with their types: its model was logged
+    assert "hpsweep.best_model_uri" in parent.data.tags
+    assert float(rows[0]["best_val_rmse"]) == parent.data.metrics["best_val_rmse"]
