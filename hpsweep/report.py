@@ -195,6 +195,8 @@ def importances(trials: Sequence[TrialResult], space: SearchSpace) -> tuple[dict
 def _position(value: Any, param: Any) -> float | None:
     """Where `value` sits in the parameter's searched range, 0 (low end) to 1 (high end), on the scale
     the search draws on; None for parameters without an order (or with fewer than three choices)."""
+    if isinstance(param, IntRange) and len(param.values()) < 3:
+        return None  # two values: each is an edge, so sitting on one says nothing
     if isinstance(param, Uniform | LogUniform | IntRange):
         low, high = param.bounds
         log_scale = isinstance(param, LogUniform) or (isinstance(param, IntRange) and param.log)
@@ -230,7 +232,8 @@ def edge_warnings(trials: Sequence[TrialResult], dims: Sequence[Dimension]) -> l
             what = (f"add a value {'above' if side == 'high' else 'below'} {value} to {dim.path}: the best trial "
                     f"({best.name}) took the {'largest' if side == 'high' else 'smallest'} one")
         else:
-            what = (f"widen {dim.name}.{side} ({dim.path}: {dim.describe()}): the best trial ({best.name}) took "
+            searched = dim.describe().split("   (when")[0]
+            what = (f"widen {dim.name}.{side} ({dim.path}: {searched}): the best trial ({best.name}) took "
                     f"{value:.4g}, in the {'top' if side == 'high' else 'bottom'} {EDGE:.0%} of the range")
         found.append(EdgeWarning(dim.name, side, value, what))
     return found

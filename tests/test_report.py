@@ -220,6 +220,8 @@ def test_edge_warnings_on_continuous_ranges():
     assert found[0].message.startswith("widen lr.high (space.lr: loguniform [0.0001, 0.01])")
     middle = trial(1, 0.9, lr=0.001, dropout=0.25, freeze_epochs=5)
     assert edge_warnings([middle], dims) == []
+    two = [Dimension("warmup", IntRange.model_validate({"int": [0, 1]}), path="space.warmup")]
+    assert edge_warnings([trial(1, 0.9, warmup=1)], two) == []  # with two values, each is an edge
     diverged = TrialResult(1, "trial-001", "r", "FINISHED", "diverged", 0.99, 1, 1.0, {"lr": 0.0099})
     assert edge_warnings([diverged], dims) == []  # a diverged trial is never the best
 
