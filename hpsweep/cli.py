@@ -318,8 +318,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from hpsweep.report import ReportError, write_report
 
     try:
-        report = write_report(args.sweep, Path(args.out) if args.out else _default_report_folder(args),
-                              args.tracking_uri, log_to_mlflow=not args.no_log)
+        report = write_report(args.sweep, Path(args.out) if args.out else None, args.tracking_uri,
+                              log_to_mlflow=not args.no_log)
     except ReportError as exc:
         raise BadInput(str(exc)) from None
     best = report.best
@@ -333,18 +333,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not args.no_log:
         print(f"logged to run {report.parent_run_id} under report/")
     return EXIT_OK
-
-
-def _default_report_folder(args: argparse.Namespace) -> Path:
-    from mlflow import MlflowClient
-
-    from hpsweep.status import UnknownSweep, find_sweep
-    from hpsweep.tracking import tracking_uri
-
-    try:
-        return Path("hpsweep-reports") / find_sweep(MlflowClient(tracking_uri(args.tracking_uri)), args.sweep).sweep_id
-    except UnknownSweep as exc:
-        raise BadInput(str(exc)) from None
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -361,12 +349,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     rows.append((f"best {metric}", f"{a.best.best:.4g}" if a.best else "-", f"{b.best.best:.4g}" if b.best else "-"))
     rows.append(("best trial", a.best.name if a.best else "-", b.best.name if b.best else "-"))
     rows.append(("trial-epochs", str(a.compute.get("trial_epochs", 0)), str(b.compute.get("trial_epochs", 0))))
-    names = list(a.best.params if a.best else {}) + [k for k in (b.best.params if b.best else {})
-                                                     if k not in (a.best.params if a.best else {})]
-    for name in names:
-        left = a.best.params.get(name, "-") if a.best else "-"
-        right = b.best.params.get(name, "-") if b.best else "-"
-        rows.append((f"  {name}", _short(left), _short(right)))
+    left, right = (a.best.params if a.best else {}), (b.best.params if b.best else {})
+    for name in [*left, *(k for k in right if k not in left)]:
+        rows.append((f"  {name}", _short(left.get(name, "-")), _short(right.get(name, "-"))))
     width = max(len(r[0]) for r in rows) + 2
     column = max(len(r[1]) for r in rows) + 2
     print(f"{'':<{width}}{'A':<{column}}B")

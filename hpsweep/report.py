@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from hpsweep.params import Choice, IntRange, LogUniform, Uniform
+from hpsweep.plots import _pyplot
 from hpsweep.space import Dimension, SearchSpace, _encode
 from hpsweep.status import RecordedSweep, find_sweep
 from hpsweep.tracking import CONFUSION_FILE, PARENT_TAG, tracking_uri
@@ -192,6 +193,11 @@ def importances(trials: Sequence[TrialResult], space: SearchSpace) -> tuple[dict
     return {k: round(float(v), 4) for k, v in found.items()}, ""
 
 
+def _log_scale(param: Any) -> bool:
+    """Whether the search draws this range on a log scale."""
+    return isinstance(param, LogUniform) or (isinstance(param, IntRange) and param.log)
+
+
 def _position(value: Any, param: Any) -> float | None:
     """Where `value` sits in the parameter's searched range, 0 (low end) to 1 (high end), on the scale
     the search draws on; None for parameters without an order (or with fewer than three choices)."""
@@ -199,8 +205,7 @@ def _position(value: Any, param: Any) -> float | None:
         return None  # two values: each is an edge, so sitting on one says nothing
     if isinstance(param, Uniform | LogUniform | IntRange):
         low, high = param.bounds
-        log_scale = isinstance(param, LogUniform) or (isinstance(param, IntRange) and param.log)
-        if log_scale:
+        if _log_scale(param):
             low, high, value = math.log(low), math.log(high), math.log(value)
         return (float(value) - low) / (high - low) if high > low else None
     if isinstance(param, Choice):
@@ -285,12 +290,6 @@ def best_yaml(sweep: RecordedSweep, best: TrialResult, space: SearchSpace, repor
 # ---------------------------------------------------------------- figures
 
 
-def _pyplot() -> Any:
-    from hpsweep.plots import _pyplot
-
-    return _pyplot()
-
-
 def _save(figure: Any, path: Path) -> Path:
     plt = _pyplot()
     try:
@@ -332,8 +331,7 @@ def _axis_values(values: Sequence[Any], param: Any) -> tuple[list[float], list[f
     """Values placed on a 0-1 axis, with tick positions and labels."""
     if isinstance(param, Uniform | LogUniform | IntRange):
         low, high = param.bounds
-        log_scale = isinstance(param, LogUniform) or (isinstance(param, IntRange) and param.log)
-        scale = math.log if log_scale else float
+        scale = math.log if _log_scale(param) else float
         span = (scale(high) - scale(low)) or 1.0
         placed = [(scale(v) - scale(low)) / span for v in values]
         return placed, [0.0, 1.0], [f"{low:.3g}", f"{high:.3g}"]
@@ -391,7 +389,7 @@ def parameter_plots(trials: Sequence[TrialResult], dims: Sequence[Dimension], me
             low, high = dim.param.bounds
             for edge in (low, high):
                 axes.axvline(edge, color="grey", linestyle="--", linewidth=0.8)
-            if isinstance(dim.param, LogUniform) or (isinstance(dim.param, IntRange) and dim.param.log):
+            if _log_scale(dim.param):
                 axes.set_xscale("log")
             if having and having[0] is counted[0]:
                 axes.scatter([xs[0]], [ys[0]], marker="*", s=160, color="tab:red", zorder=3)
@@ -411,11 +409,12 @@ def parameter_plots(trials: Sequence[TrialResult], dims: Sequence[Dimension], me
 # ---------------------------------------------------------------- writing
 
 
-def write_report(ref: str, out: Path, uri: str | None = None, log_to_mlflow: bool = True) -> SweepReport:
-    """Build the report of sweep `ref` into folder `out` (replaced whole, never left half-written) and,
-    unless told not to, log it to the sweep's parent run under report/."""
+def write_report(ref: str, out: Path | None = None, uri: str | None = None, log_to_mlflow: bool = True
+                 ) -> SweepReport:
+    """Build the report of sweep `ref` into folder `out` (default `hpsweep-reports/<sweep id>`; replaced
+    whole, never left half-written) and, unless told not to, log it to the sweep's parent run under report/."""
     report, sweep, client = build_report(ref, uri)
-    out = Path(out)
+    out = Path(out) if out is not None else Path("hpsweep-reports") / report.sweep_id
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -487,18 +486,10 @@ def _value(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _param_names(report: SweepReport, dims: Sequence[Dimension]) -> list[str]:
-    """Searched parameters first, in the space's order, then any other param a trial logged."""
-    names = [d.name for d in dims]
-    for trial in report.trials:
-        names += [k for k in trial.params if k not in names and k in {d.name for d in dims}]
-    return names
-
-
 def _leaderboard_rows(report: SweepReport, dims: Sequence[Dimension], exact: bool = False
                       ) -> tuple[list[str], list[list[str]]]:
     """The leaderboard's cells: rounded for people, or `exact` (the CSV, for scripts)."""
-    names = _param_names(report, dims)
+    names = [d.name for d in dims]  # the searched parameters, in the space's order
     show = str if exact else _value
     header = ["rank", "trial", "status", "stop_reason", f"best_{report.metric}", "epochs", *names]
     rows = [[str(report.rank(t) or "-"), t.name, t.status, t.stop_reason,
@@ -574,7 +565,7 @@ def render_html(report: SweepReport, sweep: RecordedSweep, dims: Sequence[Dimens
                 ("confusion_matrix", "Confusion matrix of the best trial (validation)")]
     for key, title in sections:
         if key in report.files:
-            parts += [f"<h2>{esc(title)}</h2>", _image(folder / report.files[key].name, title)]
+            parts += [f"<h2>{esc(title)}</h2>", _image(report.files[key], title)]
         if key == "importances":
             if report.importances:
                 parts.append(_table(["parameter", "importance"],

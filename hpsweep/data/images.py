@@ -132,15 +132,12 @@ def decode_images(paths: Sequence[Path], size: int | None, color: str, fail: Fai
     them to RGB gives) only when some other image of the dataset is in colour.
     """
     fixed = {"grey": "L", "rgb": "RGB"}.get(color)
-    images: list[torch.Tensor | None] = [None] * len(paths)
 
-    def load(start: int) -> None:  # a chunk per task: tiny images cost less than a task's overhead
-        for i in range(start, min(start + _CHUNK, len(paths))):
-            images[i] = _open(paths[i], fixed, size, fail)
+    def load(start: int) -> list[torch.Tensor]:  # a chunk per task: tiny images cost less than a task's overhead
+        return [_open(path, fixed, size, fail) for path in paths[start:start + _CHUNK]]
 
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        list(pool.map(load, range(0, len(paths), _CHUNK)))
-    decoded = [image for image in images if image is not None]
+        decoded = [image for chunk in pool.map(load, range(0, len(paths), _CHUNK)) for image in chunk]
     height, width = decoded[0].shape[-2:]
     for path, image in zip(paths, decoded, strict=True):
         if image.shape[-2:] != (height, width):
