@@ -315,11 +315,13 @@ def _jobs_status(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Write the sweep report (files and one HTML page) and log it to the sweep's parent run."""
+    from hpsweep.quiet import quiet
     from hpsweep.report import ReportError, write_report
 
     try:
-        report = write_report(args.sweep, Path(args.out) if args.out else None, args.tracking_uri,
-                              log_to_mlflow=not args.no_log)
+        with quiet(args.verbose):  # MLflow draws a progress bar for every artifact it downloads
+            report = write_report(args.sweep, Path(args.out) if args.out else None, args.tracking_uri,
+                                  log_to_mlflow=not args.no_log)
     except ReportError as exc:
         raise BadInput(str(exc)) from None
     best = report.best
@@ -337,10 +339,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Two sweeps' best trials side by side, and how their search spaces differ."""
+    from hpsweep.quiet import quiet
     from hpsweep.report import ReportError, compare_sweeps
 
     try:
-        found = compare_sweeps(args.sweep_a, args.sweep_b, args.tracking_uri)
+        with quiet(args.verbose):
+            found = compare_sweeps(args.sweep_a, args.sweep_b, args.tracking_uri)
     except ReportError as exc:
         raise BadInput(str(exc)) from None
     a, b = found.a, found.b

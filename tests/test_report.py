@@ -251,6 +251,7 @@ def test_compare_puts_the_two_best_trials_side_by_side_with_their_space_differen
     uri = sweeps["uri"]
     code, out, err = run_cli("compare", "searched", "edge", "--tracking-uri", uri)
     assert code == 0, err
+    assert "Downloading artifacts" not in err  # the terminal belongs to the CLI: no MLflow progress bars
     parents = {name: _parent(uri, name) for name in ("searched", "edge")}
     best_line = next(line for line in out.splitlines() if line.startswith("best val_accuracy"))
     values = [f"{p.data.metrics['best_val_accuracy']:.4g}" for p in parents.values()]
