@@ -7,6 +7,7 @@ object store; trials never re-read the files.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import math
 import os
@@ -25,7 +26,16 @@ from hpsweep.quiet import quiet
 from hpsweep.space import SearchSpace, make_sampler
 from hpsweep.spec import SweepSpec, validate_data
 from hpsweep.state import SweepState, check_unchanged, fingerprint, settings_of, sweep_lock, unfinished_sweep
-from hpsweep.tracking import SweepTracker, TrialRecord, close_sweep_runs, tracking_uri, trial_error
+from hpsweep.tracking import (
+    REPORTED_FILE,
+    SweepTracker,
+    TrialRecord,
+    close_sweep_runs,
+    epoch_metrics,
+    epoch_step,
+    tracking_uri,
+    trial_error,
+)
 from hpsweep.trainable import TrialContext, data_mismatch, load_trainable, uses_data
 
 log = logging.getLogger(__name__)
@@ -383,11 +393,12 @@ def _trial_entry(config: dict[str, Any], sweep: dict[str, Any], data: PreparedDa
 
     spec = validate_data(sweep["raw"], sweep["source"], Path(sweep["base_dir"]))
     torch.set_num_threads(max(1, math.floor(spec.resources.cpu)))  # no oversubscription when trials share CPUs
-    resume = None
+    resume, reported = None, []
     if (checkpoint := tune.get_checkpoint()) is not None:
         try:
             with checkpoint.as_directory() as folder:
                 resume = load_checkpoint(Path(folder))
+                reported = read_reported(Path(folder))
         except FileNotFoundError:
             # A driver killed with -9 can leave Ray's saved state naming a checkpoint that was replaced
             # since; the trial starts over (the tracker logs each repeated epoch once).
@@ -403,11 +414,15 @@ def _trial_entry(config: dict[str, Any], sweep: dict[str, Any], data: PreparedDa
         if isinstance(metrics.get(metric), int | float):
             nudge = 1e-9 * epochs_reported
             metrics[SCORE] = float(metrics[metric]) - nudge if mode == "max" else float(metrics[metric]) + nudge
+        reported.append({"step": epoch_step(metrics, len(reported) + 1), "time": int(time.time() * 1000),
+                         "metrics": epoch_metrics(metrics)})
         if state is None:
             tune.report(metrics)
             return
         with tempfile.TemporaryDirectory() as folder:
             save_checkpoint(state, Path(folder))
+            # what the trial reported so far goes with its state: the driver may not have written it yet
+            (Path(folder) / REPORTED_FILE).write_text(json.dumps(reported), encoding="utf-8")
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
     context = TrialContext(spec, data, report, resume, spec.resources.cpu, pretrained)
@@ -480,12 +495,21 @@ class _Callback(_ray_base("Callback")):  # type: ignore[misc]
             self.live.on_progress(Progress(event, record.number if record else 0, dict(trial.config), **kw))
 
     def _reconcile(self, trials: list[Any]) -> None:
-        """Once, before the first trial starts: line MLflow up with the trials Ray restored."""
+        """Once, before the first trial starts: line MLflow up with the trials Ray restored, including
+        the epochs their latest checkpoints hold that the driver had not written before it stopped."""
         live = self.live
         if live.reconciled:
             return
         live.reconciled = True
-        live.tracker.reconcile({t.trial_id: t.status for t in trials})
+        reported = {}
+        for trial in trials:
+            if trial.trial_id in live.tracker.trials and (checkpoint := trial.checkpoint) is not None:
+                try:
+                    with checkpoint.as_directory() as folder:
+                        reported[trial.trial_id] = read_reported(Path(folder))
+                except FileNotFoundError:  # pruned: the trial starts over and reports every epoch again
+                    continue
+        live.tracker.reconcile({t.trial_id: t.status for t in trials}, reported)
         for trial in trials:
             record = live.tracker.trials.get(trial.trial_id)
             if record is not None and record.best_checkpoint is None:
@@ -495,6 +519,7 @@ class _Callback(_ray_base("Callback")):  # type: ignore[misc]
         self._reconcile(trials)
         relay_interrupt()
         self.live.account(every=5.0)
+        self.tracker.flush(due_only=True)
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         if not INTERRUPT["requested"]:
@@ -552,6 +577,19 @@ def prune_checkpoints(trial_folder: Path, keep: set[Path], grace_s: float) -> li
             continue  # already gone, or its successor vanished: nothing to do
         deleted.append(older)
     return deleted
+
+
+def read_reported(folder: Path) -> list[dict[str, Any]]:
+    """The epochs a checkpoint says its trial reported ([] for a checkpoint written without the list)."""
+    path = folder / REPORTED_FILE
+    if not path.is_file():
+        return []
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        log.warning("could not read %s: %s", path, exc)
+        return []
+    return entries if isinstance(entries, list) else []
 
 
 def _best_checkpoint(trial: Any) -> Any:

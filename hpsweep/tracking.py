@@ -1,6 +1,12 @@
 """MLflow tracking for a sweep. The driver is the only writer: trials report to Ray Tune, and a Tune
 callback on the driver turns their results into one parent run per sweep and one nested run per trial.
 One writer means no 'database is locked' on SQLite and works with any tracking URI.
+
+A trial's epoch metrics are written at most once every `flush_s` seconds (one batch per trial), and
+always when the trial ends or the sweep stops: each write costs the driver, which shares the CPUs with
+the trials, about as much as a small epoch's bookkeeping. Epochs still held when the driver is killed
+are not lost: every checkpoint carries the metrics its trial reported (REPORTED_FILE), and a resumed
+sweep writes any epoch MLflow lacks from the checkpoint its trial continues from (`reconcile`).
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ import math
 import os
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -30,11 +36,34 @@ RAY_KEYS = {"training_iteration", "time_this_iter_s", "time_total_s", "timestamp
             "checkpoint_dir_name", "should_checkpoint", "config", "epoch"}
 #: metrics logged once when a trial ends, not per epoch
 SUMMARY_METRICS = {"epochs_run"}
+#: the file in each checkpoint listing every epoch its trial reported: [{"step": n, "metrics": {...}}]
+REPORTED_FILE = "reported.json"
+#: how often a running trial's epoch metrics reach MLflow, at most (HPSWEEP_METRICS_FLUSH_S overrides)
+FLUSH_S = 5.0
 _PACKAGES = ("hpsweep", "torch", "torchvision", "ray", "optuna", "mlflow", "pandas", "pydantic", "scikit-learn")
 
 
 def tracking_uri(explicit: str | None = None) -> str:
     return explicit or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def flush_interval() -> float:
+    raw = os.environ.get("HPSWEEP_METRICS_FLUSH_S")
+    try:
+        return max(0.0, float(raw)) if raw else FLUSH_S
+    except ValueError:
+        log.warning("HPSWEEP_METRICS_FLUSH_S=%r is not a number of seconds; using %s", raw, FLUSH_S)
+        return FLUSH_S
+
+
+def epoch_step(result: Mapping[str, Any], default: int) -> int:
+    """The step an epoch's metrics are logged at: its epoch, else Ray's iteration, else `default`."""
+    return int(result.get("epoch", result.get("training_iteration", default)))
+
+
+def epoch_metrics(result: Mapping[str, Any]) -> dict[str, float]:
+    """The numbers of a reported result that are metrics of the model (no Ray or hpsweep bookkeeping)."""
+    return {k: float(v) for k, v in result.items() if _is_metric(k, v)}
 
 
 def create_sqlite_store(uri: str) -> None:
@@ -75,6 +104,9 @@ class TrialRecord:
     stop: str | None = None
     error: str | None = None  #: why the trial failed, when it reported that itself (out of memory)
     last_step: int = 0  #: the latest epoch logged: a retried trial's repeated epochs are logged once
+    pending: list[Any] = field(default_factory=list)  #: epoch metrics (mlflow Metric) not yet written
+    flushed_at: float = field(default_factory=time.monotonic)
+    attached: bool = False  #: recorded before this start of the sweep (its summary may be logged already)
 
 
 class SweepTracker:
@@ -82,9 +114,10 @@ class SweepTracker:
 
     def __init__(self, spec: SweepSpec, sweep_id: str, sweep_text: str, uri: str | None = None,
                  effective: dict[str, Any] | None = None, attach: bool = False,
-                 class_names: tuple[str, ...] = ()) -> None:
+                 class_names: tuple[str, ...] = (), flush_s: float | None = None) -> None:
         """`attach`: continue the sweep's existing parent run and trial runs (a resumed sweep).
-        `class_names`: the classes of classification data, to label confusion matrices."""
+        `class_names`: the classes of classification data, to label confusion matrices.
+        `flush_s`: the longest a trial's epoch metrics wait before they are written (default: flush_interval())."""
         import mlflow
         from mlflow import MlflowClient
 
@@ -99,6 +132,7 @@ class SweepTracker:
         self.metric, self.mode = spec.train.metrics()[0], spec.train.modes()[0]
         self.trials: dict[str, TrialRecord] = {}
         self.class_names = class_names
+        self.flush_s = flush_interval() if flush_s is None else flush_s
         existing = self._find_parent() if attach else None
         if existing is not None:
             self.parent_id = existing.info.run_id
@@ -135,7 +169,8 @@ class SweepTracker:
             trial_id = run.data.tags.get(TRIAL_TAG)
             if trial_id is None:
                 continue
-            record = TrialRecord(run.info.run_id, _trial_number(run.info.run_name, len(self.trials) + 1))
+            record = TrialRecord(run.info.run_id, _trial_number(run.info.run_name, len(self.trials) + 1),
+                                 attached=True)
             steps: dict[int, dict[str, float]] = {}
             for key in run.data.metrics:
                 if key in SUMMARY_METRICS or key.startswith("best_"):
@@ -151,8 +186,10 @@ class SweepTracker:
             self.trials[trial_id] = record
         log.info("resuming sweep %s: %d trials already recorded", self.sweep_id, len(self.trials))
 
-    def reconcile(self, ray_trials: Mapping[str, str]) -> None:
+    def reconcile(self, ray_trials: Mapping[str, str],
+                  reported: Mapping[str, list[dict[str, Any]]] | None = None) -> None:
         """Match the recorded trials with the trials Ray Tune restored (trial id -> Ray status).
+        `reported`: per trial, the epochs its latest checkpoint says it reported (see `backfill`).
 
         A run whose trial Ray does not know was started after Ray last saved its state, before the
         driver died: Ray and the searcher will run that slot again as a new trial, so the run is tagged
@@ -165,6 +202,9 @@ class SweepTracker:
             if self.client.get_run(run_id).info.status == "RUNNING":
                 self.client.set_terminated(run_id, "KILLED")
             self.client.delete_run(run_id)
+        for trial_id, entries in (reported or {}).items():
+            if trial_id in self.trials:
+                self.backfill(trial_id, entries)
         for trial_id, status in ray_trials.items():
             record = self.trials.get(trial_id)
             if record is None or status not in ("TERMINATED", "ERROR"):
@@ -213,32 +253,71 @@ class SweepTracker:
         return record
 
     def log_result(self, trial_id: str, result: Mapping[str, Any]) -> None:
-        from mlflow.entities import Metric
-
         record = self.trials[trial_id]
-        step = int(result.get("epoch", result.get("training_iteration", len(record.history) + 1)))
         record.stop = result.get("hpsweep_stop") or record.stop
         record.error = result.get("hpsweep_error") or record.error
+        if result.get("hpsweep_confusion") is not None:
+            record.confusion = result["hpsweep_confusion"]
+        if self._add_epoch(record, epoch_step(result, len(record.history) + 1), epoch_metrics(result)) \
+                and time.monotonic() - record.flushed_at >= self.flush_s:
+            self._flush(record)
+
+    def backfill(self, trial_id: str, entries: list[dict[str, Any]]) -> int:
+        """Write the epochs a trial reported that MLflow lacks (held when the driver died); how many.
+        `entries` come from the trial's checkpoint: [{"step": n, "time": ms, "metrics": {name: value}}, ...]."""
+        record = self.trials[trial_id]
+        added = sum(self._add_epoch(record, int(e["step"]), epoch_metrics(e["metrics"]), e.get("time"))
+                    for e in sorted(entries, key=lambda e: int(e["step"])))
+        if added:
+            log.info("recorded %d epochs of trial %s from its checkpoint", added, trial_id)
+            self._flush(record)
+        return added
+
+    def _add_epoch(self, record: TrialRecord, step: int, values: dict[str, float], at_ms: int | None = None) -> bool:
+        """Queue one epoch's metrics for MLflow; False for an epoch already recorded (a retried trial)."""
+        from mlflow.entities import Metric
+
         if step <= record.last_step:
-            return  # a retried trial repeating an epoch it had already reported
+            return False
         record.last_step = step
-        values = {k: float(v) for k, v in result.items() if _is_metric(k, v)}
         record.history.append({**values, "epoch": step})
-        now = int(time.time() * 1000)
-        self.client.log_batch(record.run_id, metrics=[Metric(k, v, now, step) for k, v in values.items()])
+        at_ms = int(at_ms) if at_ms is not None else int(time.time() * 1000)
+        record.pending.extend(Metric(k, v, at_ms, step) for k, v in values.items())
         value = values.get(self.metric)
         if value is not None and (record.best is None or (value > record.best if self.mode == "max"
                                                           else value < record.best)):
             record.best = value
-        if result.get("hpsweep_confusion") is not None:
-            record.confusion = result["hpsweep_confusion"]
+        return True
+
+    def flush(self, due_only: bool = False) -> None:
+        """Write every trial's held epoch metrics; with `due_only`, those held for `flush_s` or more."""
+        now = time.monotonic()
+        for record in self.trials.values():
+            if record.pending and (not due_only or now - record.flushed_at >= self.flush_s):
+                self._flush(record)
+
+    def _flush(self, record: TrialRecord, metrics: Sequence[Any] = (), tags: Sequence[Any] = ()) -> None:
+        """Write the held epoch metrics, with any summary `metrics` and `tags`, in as few batches as
+        MLflow allows (at most 1,000 entries each)."""
+        queued, record.pending = [*record.pending, *metrics], []
+        tags = list(tags)
+        while queued or tags:
+            batch, queued = queued[:900], queued[900:]
+            self.client.log_batch(record.run_id, metrics=batch, tags=tags)
+            tags = []
+        record.flushed_at = time.monotonic()
 
     def finish_trial(self, trial_id: str, error: str | None = None) -> None:
+        from mlflow.entities import Metric, RunTag
+
         record = self.trials[trial_id]
         run_id = record.run_id
+        summary = {"epochs_run": float(len(record.history))}
         if record.best is not None:
-            self._log_once(run_id, f"best_{self.metric}", record.best)
-        self._log_once(run_id, "epochs_run", float(len(record.history)))
+            summary[f"best_{self.metric}"] = record.best
+        if record.attached:  # finished once before a crash: its summary is logged already
+            logged = self.client.get_run(run_id).data.metrics
+            summary = {k: v for k, v in summary.items() if k not in logged}
         if record.confusion is not None:  # the figure is drawn for the best trial only, at the end
             names = list(self.class_names) or [str(i) for i in range(len(record.confusion))]
             self.client.log_dict(run_id, {"classes": names, "matrix": record.confusion}, CONFUSION_FILE)
@@ -250,18 +329,14 @@ class SweepTracker:
                 log.warning("could not log the best checkpoint of %s: %s", trial_id, exc)
         error = error or record.error
         if error is not None:
-            self.client.set_tag(run_id, "hpsweep.error", error[-4900:])
-            self.client.set_tag(run_id, "hpsweep.stop_reason", record.stop if record.stop == "oom" else "error")
-            self.client.set_terminated(run_id, "FAILED")
-            return
-        # no stop reason from the loop means Ray's scheduler ended the trial before its last epoch
-        self.client.set_tag(run_id, "hpsweep.stop_reason", record.stop or "scheduler")
-        self.client.set_terminated(run_id, "FINISHED")
-
-    def _log_once(self, run_id: str, key: str, value: float) -> None:
-        """A summary metric, unless a trial finished twice (once before a crash, once on resume) logged it."""
-        if not self.client.get_metric_history(run_id, key):
-            self.client.log_metric(run_id, key, value, step=0)
+            tags = {"hpsweep.error": error[-4900:],
+                    "hpsweep.stop_reason": record.stop if record.stop == "oom" else "error"}
+        else:  # no stop reason from the loop means Ray's scheduler ended the trial before its last epoch
+            tags = {"hpsweep.stop_reason": record.stop or "scheduler"}
+        now = int(time.time() * 1000)
+        self._flush(record, metrics=[Metric(k, v, now, 0) for k, v in summary.items()],
+                    tags=[RunTag(k, v) for k, v in tags.items()])
+        self.client.set_terminated(run_id, "FAILED" if error is not None else "FINISHED")
 
     def _log_figures(self, record: TrialRecord) -> None:
         """The best trial's learning curve and confusion matrix as images. Only for the best trial:
@@ -342,6 +417,7 @@ class SweepTracker:
                 self.finish_trial(trial_id)
 
     def _close_open_trials(self, status: str) -> None:
+        self.flush()
         for record in self.trials.values():
             if self.client.get_run(record.run_id).info.status == "RUNNING":
                 self.client.set_tag(record.run_id, "hpsweep.stop_reason", "interrupted")

@@ -44,8 +44,8 @@ def _env(folder: Path, ray_address: str) -> dict[str, str]:
             "HPSWEEP_STORAGE": str(folder / "results")}
 
 
-def _driver(folder: Path, ray_address: str, *argv: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([HPSWEEP, *argv], cwd=folder, env=_env(folder, ray_address), text=True,
+def _driver(folder: Path, ray_address: str, *argv: str, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([HPSWEEP, *argv], cwd=folder, env={**_env(folder, ray_address), **env}, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -141,6 +141,30 @@ def test_sigkill_at_random_points_then_rerun_completes_the_sweep_exactly_once(ra
     _assert_complete_exactly_once(tmp_path, trials=4, epochs=6)
     states = _states(tmp_path)
     assert [s["status"] for s in states] == ["finished"] and states[0]["starts"] == kills + 1, f"seed {seed}"
+
+
+def test_epochs_the_killed_driver_held_back_reach_mlflow_from_the_checkpoints(ray_address, tmp_path):
+    sweep = _steady(tmp_path, trials=2, epochs=12)
+    hold = {"HPSWEEP_METRICS_FLUSH_S": "3600"}  # nothing written until a trial ends
+    driver = _driver(tmp_path, ray_address, "run", str(sweep), **hold)
+    deadline = time.time() + 90
+    # until Ray's saved state names a checkpoint: the trial then continues from it, not from epoch 1
+    while not any("checkpoint_0" in p.read_text() for p in (tmp_path / "results").glob("*/experiment_state*.json")):
+        assert time.time() < deadline and driver.poll() is None, "no checkpoint was ever saved"
+        time.sleep(0.1)
+    driver.kill()
+    driver.wait()
+    before = _epochs_logged(tmp_path)
+    client, children, _ = _runs(tmp_path)
+    assert children and all(client.get_metric_history(r.info.run_id, "val_accuracy") == [] for r in children)
+
+    final = _driver(tmp_path, ray_address, "run", str(sweep), **hold)
+    out, _ = final.communicate(timeout=300)
+    assert final.returncode == 0, out
+    _assert_complete_exactly_once(tmp_path, trials=2, epochs=12)  # every epoch, each once
+    ran = _epochs_logged(tmp_path)
+    continued = [x for x in {x for x, _, _ in before} if [e for xx, e, _ in ran if xx == x].count(1) == 1]
+    assert continued, ran  # so those trials' first epochs reached MLflow only from their checkpoints
 
 
 def test_ctrl_c_then_rerun_resumes_and_a_bigger_budget_is_honoured(ray_address, tmp_path):

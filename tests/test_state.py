@@ -79,7 +79,7 @@ def test_a_resumed_tracker_reuses_runs_drops_lost_ones_and_closes_ended_ones(tmp
 
     spec = spec_for(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    first = SweepTracker(spec, "t-1", "name: t\n", uri)
+    first = SweepTracker(spec, "t-1", "name: t\n", uri, flush_s=0)  # every epoch written at once
     for trial in ("a", "b", "c"):
         first.start_trial(trial, {"lr": 0.01})
         first.log_result(trial, {"val_accuracy": 0.5, "epoch": 1})
@@ -109,6 +109,38 @@ def test_a_resumed_tracker_reuses_runs_drops_lost_ones_and_closes_ended_ones(tmp
     assert [(m.step, m.value) for m in history] == [(1, 0.5), (2, 0.7), (3, 0.9)]
     assert len(client.get_metric_history(first.trials["a"].run_id, "best_val_accuracy")) == 1
     assert client.get_run(first.trials["a"].run_id).data.metrics["best_val_accuracy"] == 0.9
+
+
+def test_epochs_held_when_the_driver_died_are_written_from_the_checkpoint_on_resume(tmp_path):
+    from hpsweep.tracking import SweepTracker
+
+    spec = spec_for(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    first = SweepTracker(spec, "t-1", "name: t\n", uri, flush_s=3600)
+    first.start_trial("a", {"lr": 0.01})
+    for epoch, value in enumerate([0.5, 0.8, 0.6], start=1):
+        first.log_result("a", {"val_accuracy": value, "train_loss": 1 / epoch, "epoch": epoch})
+    run_id = first.trials["a"].run_id
+    client = first.client
+    assert client.get_metric_history(run_id, "val_accuracy") == []  # held, not yet written
+    # the driver dies; Ray restores trial a from its checkpoint of epoch 2, which lists epochs 1 and 2
+    again = SweepTracker(spec, "t-1", "name: t\n", uri, attach=True, flush_s=3600)
+    reported = [{"step": e, "time": 1_700_000_000_000 + e, "metrics": {"val_accuracy": v, "train_loss": 1 / e}}
+                for e, v in [(1, 0.5), (2, 0.8)]]
+    again.reconcile({"a": "PENDING"}, {"a": reported})
+    history = client.get_metric_history(run_id, "val_accuracy")
+    assert [(m.step, m.value, m.timestamp) for m in history] == [(1, 0.5, 1_700_000_000_001),
+                                                                  (2, 0.8, 1_700_000_000_002)]
+    assert (again.trials["a"].last_step, again.trials["a"].best) == (2, 0.8)
+    again.start_trial("a", {"lr": 0.01})  # it continues after epoch 2
+    again.log_result("a", {"val_accuracy": 0.6, "train_loss": 1 / 3, "epoch": 3})
+    again.finish_trial("a")  # the held epoch and the summary go out together
+    run = client.get_run(run_id)
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "val_accuracy")] == [
+        (1, 0.5), (2, 0.8), (3, 0.6)]
+    assert len(client.get_metric_history(run_id, "train_loss")) == 3
+    assert (run.info.status, run.data.metrics["best_val_accuracy"], run.data.metrics["epochs_run"]) == (
+        "FINISHED", 0.8, 3)
 
 
 def test_a_new_sqlite_store_appears_whole_and_an_existing_one_is_kept(tmp_path):
