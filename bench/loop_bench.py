@@ -166,7 +166,10 @@ def tracking_overhead(quick: bool) -> Outcome:
             started = time.perf_counter()
             fit(net, data.for_search(), params, loop_settings(spec),
                 on_epoch=lambda report: tracker.log_result(trial, report.metrics))
-            return (time.perf_counter() - started) / epochs
+            tracker.flush()  # the writes still held when the trial ends are part of its cost
+            took = time.perf_counter() - started
+            tracker.finish_trial(trial)
+            return took / epochs
 
         def bare() -> float:
             return timed(lambda: _train(spec, data)) / epochs
@@ -175,9 +178,9 @@ def tracking_overhead(quick: bool) -> Outcome:
     ours, base = median(values["logged"]), median(values["bare"])
     ratio = ours / base
     return Outcome("tracking overhead", ratio, "<= 1.01", ratio <= 1.01,
-                   f"CNN epoch on digits with each epoch's metrics written to MLflow (SQLite) in the same process "
-                   f"{ours * 1000:.0f} ms vs without {base * 1000:.0f} ms; in a sweep the driver writes them, "
-                   "not the trial")
+                   f"CNN epoch on digits with each epoch's metrics written to MLflow (SQLite) in the same process, "
+                   f"batched as a sweep's driver writes them (at most every {tracker.flush_s:g} s, and when the "
+                   f"trial ends) {ours * 1000:.0f} ms vs without {base * 1000:.0f} ms")
 
 
 def mixed_precision(quick: bool) -> list[Outcome]:

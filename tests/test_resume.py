@@ -145,7 +145,8 @@ def test_sigkill_at_random_points_then_rerun_completes_the_sweep_exactly_once(ra
 
 def test_epochs_the_killed_driver_held_back_reach_mlflow_from_the_checkpoints(ray_address, tmp_path):
     sweep = _steady(tmp_path, trials=2, epochs=12)
-    hold = {"HPSWEEP_METRICS_FLUSH_S": "3600"}  # nothing written until a trial ends
+    # nothing written until a trial ends; Ray's state saved every second, so it names a checkpoint early
+    hold = {"HPSWEEP_METRICS_FLUSH_S": "3600", "TUNE_GLOBAL_CHECKPOINT_S": "1"}
     driver = _driver(tmp_path, ray_address, "run", str(sweep), **hold)
     deadline = time.time() + 90
     # until Ray's saved state names a checkpoint: the trial then continues from it, not from epoch 1
