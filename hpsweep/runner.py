@@ -312,6 +312,9 @@ def _tuner(spec: SweepSpec, data: PreparedData | None, pretrained: Any, plan: Sw
     # then repeats at most 5 s of each running trial. Saving every second cost each 12-epoch trial 0.2 s:
     # trials wait at every report while the driver serialises every changed trial's state.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(STATE_SAVE_S))
+    # Ray's CSV and TensorBoard loggers repeat what MLflow records and cost the driver time at every
+    # result (the trial waits for it): only Ray's result.json is kept (see _build_tuner).
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     sweep = {"raw": plan.state.raw, "source": spec.source, "base_dir": str(spec.base_dir)}
     trainable = tune.with_resources(tune.with_parameters(_trial_entry, sweep=sweep, data=data, pretrained=pretrained),
                                     {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
@@ -324,6 +327,7 @@ def _tuner(spec: SweepSpec, data: PreparedData | None, pretrained: Any, plan: Sw
 
 def _build_tuner(spec: SweepSpec, trainable: Any, plan: SweepPlan) -> Any:
     from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
@@ -341,7 +345,8 @@ def _build_tuner(spec: SweepSpec, trainable: Any, plan: SweepPlan) -> Any:
             metric=metrics[0] if single else None, mode=modes[0] if single else None,
         ),
         run_config=tune.RunConfig(
-            name=plan.sweep_id, storage_path=str(plan.root), callbacks=[_Callback(plan.sweep_id)], verbose=0,
+            name=plan.sweep_id, storage_path=str(plan.root), verbose=0,
+            callbacks=[_Callback(plan.sweep_id), JsonLoggerCallback()],
             failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
             stop=_BudgetStopper(plan.sweep_id),
             # Ray keeps every checkpoint; the callback prunes them once Ray's saved state has moved on
