@@ -36,7 +36,7 @@ RAY_KEYS = {"training_iteration", "time_this_iter_s", "time_total_s", "timestamp
             "checkpoint_dir_name", "should_checkpoint", "config", "epoch"}
 #: metrics logged once when a trial ends, not per epoch
 SUMMARY_METRICS = {"epochs_run"}
-#: the file in each checkpoint listing every epoch its trial reported: [{"step": n, "metrics": {...}}]
+#: the file in each checkpoint listing every epoch its trial reported: [{"step": n, "time": ms, "metrics": {...}}]
 REPORTED_FILE = "reported.json"
 #: how often a running trial's epoch metrics reach MLflow, at most (HPSWEEP_METRICS_FLUSH_S overrides)
 FLUSH_S = 5.0
