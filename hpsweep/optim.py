@@ -129,19 +129,34 @@ def build_optimizer(
     groups = [{"params": backbone, "lr": lr, "name": "backbone"},
               {"params": head, "lr": lr * head_lr_multiplier, "name": "head"}]
     groups = [g for g in groups if g["params"]]
+    if head_lr_multiplier == 1.0:  # one group: each group is another pass of the step's Python and kernels
+        groups = [{"params": backbone + head, "lr": lr, "name": "all"}]
     kw: dict[str, Any] = {"lr": lr, "weight_decay": weight_decay}
     match name:
         case "sgd":
-            return torch.optim.SGD(groups, momentum=params["momentum"], nesterov=params["nesterov"], **kw)
+            return _fused(torch.optim.SGD, groups, momentum=params["momentum"], nesterov=params["nesterov"], **kw)
         case "adam":
-            return torch.optim.Adam(groups, betas=(params["beta1"], params["beta2"]), **kw)
+            return _fused(torch.optim.Adam, groups, betas=(params["beta1"], params["beta2"]), **kw)
         case "adamw":
-            return torch.optim.AdamW(groups, betas=(params["beta1"], params["beta2"]), **kw)
+            return _fused(torch.optim.AdamW, groups, betas=(params["beta1"], params["beta2"]), **kw)
         case "rmsprop":
             return torch.optim.RMSprop(groups, alpha=params["alpha"], momentum=params["momentum"], **kw)
         case "adagrad":
-            return torch.optim.Adagrad(groups, lr_decay=params["lr_decay"], **kw)
+            return _fused(torch.optim.Adagrad, groups, lr_decay=params["lr_decay"], **kw)
     raise ValueError(f"unknown optimizer {name!r}")
+
+
+def _fused(cls: type[torch.optim.Optimizer], groups: list[dict[str, Any]], **kw: Any) -> torch.optim.Optimizer:
+    """The optimizer's fused kernel where PyTorch has one for these parameters' device, else its default.
+
+    A fused step updates every parameter of a group in one kernel instead of a dozen per group: small
+    models on a GPU are bound by kernel launches, so this is most of the step's cost there (bench: loop
+    efficiency), and on a CPU it is a few percent faster too.
+    """
+    try:
+        return cls(groups, fused=True, **kw)
+    except (RuntimeError, ValueError):  # no fused kernel for this device, dtype or optimizer
+        return cls(groups, **kw)
 
 
 class LRSchedule:
