@@ -76,6 +76,10 @@ class Augment(StrictModel):
     crop_scale: tuple[float, float] = Field((0.5, 1.0), description="area range kept by random_resized_crop")
     horizontal_flip: bool = False
 
+    @property
+    def active(self) -> bool:
+        return self.random_resized_crop or self.horizontal_flip
+
     @field_validator("crop_scale")
     @classmethod
     def _scale(cls, value: tuple[float, float]) -> tuple[float, float]:

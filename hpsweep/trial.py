@@ -21,7 +21,7 @@ from hpsweep.yamlio import parse_scalar
 
 
 def loop_settings(spec: SweepSpec) -> LoopSettings:
-    augment = spec.data.augment if isinstance(spec.data, IMAGE_SOURCES) else None
+    augment = spec.data.augment if isinstance(spec.data, IMAGE_SOURCES) and spec.data.augment.active else None
     return LoopSettings(epochs=spec.train.epochs, objectives=tuple(zip(spec.train.metrics(), spec.train.modes(),
                                                                        strict=True)),
                         patience=spec.train.patience, precision=spec.train.precision, seed=spec.train.seed,

@@ -184,7 +184,9 @@ def test_cpu_trains_in_fp32_whatever_precision_asks():
 
 def test_loop_settings_follow_the_spec(tmp_path):
     spec = spec_for(tmp_path, train={"epochs": 7, "metric": "val_loss", "patience": 2, "seed": 5})
-    assert loop_settings(spec) == LoopSettings(7, (("val_loss", "min"),), 2, "auto", 5, spec.data.augment)
+    assert loop_settings(spec) == LoopSettings(7, (("val_loss", "min"),), 2, "auto", 5, None)  # no augmentation
+    flips = spec_for(tmp_path, data={"augment": {"horizontal_flip": True}})
+    assert loop_settings(flips).augment == flips.data.augment
 
 
 def test_augmentation_changes_training_batches_only(tmp_path, digits):
