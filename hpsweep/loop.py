@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from hpsweep import metrics as M
-from hpsweep.batches import BatchPlan, batches
-from hpsweep.data.base import PreparedData
+from hpsweep.batches import BatchPlan, batches, normalise
+from hpsweep.data.base import PreparedData, Split
 from hpsweep.models import Net, head_parameter_names
 from hpsweep.optim import LRSchedule, build_optimizer
 from hpsweep.sections import Augment
@@ -101,12 +101,15 @@ def fit(net: Net, data: PreparedData, params: TrialParams, settings: LoopSetting
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     data = _resident(data, device)
     amp_dtype = resolve_precision(settings.precision, device)
-    channels_last = device.type == "cuda" and net.is_conv
+    # NHWC feeds the tensor cores' reduced-precision convolutions; in fp32 it only adds layout work, which
+    # made a small CNN 8% slower on an H100 (bench/RESULTS-gpu.md)
+    channels_last = device.type == "cuda" and net.is_conv and amp_dtype is not None
     net.to(device)
     if channels_last:
         net.to(memory_format=torch.channels_last)
     plan = BatchPlan(data.is_image, data.mean, data.std, settings.augment if data.is_image else None,
                      device, channels_last)
+    data, plan = _normalised(data, plan)
     heads = head_parameter_names(net)
     optimizer = build_optimizer(net, heads, params.optimizer.name, params.optimizer.params, params.lr,
                                 params.weight_decay, params.head_lr_multiplier)
@@ -120,6 +123,9 @@ def fit(net: Net, data: PreparedData, params: TrialParams, settings: LoopSetting
         run.restore(resume)
     return run.train(on_epoch or (lambda report: None))
 
+
+#: examples per backbone pass when computing a frozen backbone's features
+FEATURE_BATCH = 512
 
 #: train and val splits up to this size (bytes) are copied to the GPU once per fit, so that no batch
 #: waits for a copy from host memory; larger datasets stay on the host and travel batch by batch
@@ -137,6 +143,20 @@ def _resident(data: PreparedData, device: torch.device) -> PreparedData:
                    val=replace(data.val, x=data.val.x.to(device), y=data.val.y.to(device)))
 
 
+def _normalised(data: PreparedData, plan: BatchPlan) -> tuple[PreparedData, BatchPlan]:
+    """Images already on the GPU are normalised there once per fit, when the float copies fit in
+    RESIDENT_BYTES and no augmentation runs before normalising: each batch is then one index, as in a
+    hand-written loop over tensors."""
+    splits = (data.train, data.val)
+    if not plan.is_image or plan.augment is not None or not all(split.x.is_cuda for split in splits):
+        return data, plan
+    if sum(split.x.numel() * 4 for split in splits) > RESIDENT_BYTES:
+        return data, plan
+    data = replace(data, train=replace(data.train, x=normalise(data.train.x, plan)),
+                   val=replace(data.val, x=normalise(data.val.x, plan)))
+    return data, replace(plan, normalised=True)
+
+
 class _Run:
     """The state of one fit, so that it can be checkpointed and restored as a whole."""
 
@@ -144,6 +164,7 @@ class _Run:
                  optimizer: torch.optim.Optimizer, schedule: LRSchedule, scaler: Any, generator: torch.Generator,
                  amp_dtype: torch.dtype | None) -> None:
         self.net, self.data, self.params, self.settings, self.plan = net, data, params, settings, plan
+        self.feature_plan = BatchPlan(False, (), (), None, plan.device)
         self.optimizer, self.schedule, self.scaler, self.generator = optimizer, schedule, scaler, generator
         self.amp_dtype = amp_dtype
         self.epoch = 0
@@ -152,6 +173,8 @@ class _Run:
         self.stale = 0
         self.history: list[dict[str, float]] = []
         self.best_confusion: torch.Tensor | None = None
+        self.features: Split | None = None  #: the frozen backbone's outputs for data.train, while frozen
+        self.keep_features = not (data.is_image and plan.augment is not None)  #: augmented inputs differ each epoch
         self.target_mean = data.mean[0] if data.task == "regression" else 0.0
         self.target_std = data.std[0] if data.task == "regression" else 1.0
 
@@ -161,7 +184,9 @@ class _Run:
             started = time.perf_counter()
             frozen = self.epoch < self.params.freeze_epochs
             self._freeze(frozen)
-            train_loss = self._train_epoch()
+            if not frozen:
+                self.features = None
+            train_loss = self._train_epoch(frozen)
             values, confusion = self._validate() if train_loss is not None else (None, None)
             self.epoch += 1
             if values is None:
@@ -209,16 +234,49 @@ class _Run:
             return nullcontext()
         return torch.autocast(device_type=self.plan.device.type, dtype=self.amp_dtype)
 
-    def _train_epoch(self) -> float | None:
+    def _forward(self, x: torch.Tensor, frozen: bool) -> torch.Tensor:
+        if not frozen:
+            return self.net(x)
+        with torch.no_grad():  # a frozen backbone needs no autograd bookkeeping at all
+            features = self.net.backbone(x)
+        return self.net.head(features)
+
+    @torch.no_grad()
+    def _frozen_features(self) -> Split | None:
+        """The frozen backbone's output for every training example, computed once for all frozen epochs.
+
+        A frozen backbone in eval mode maps an input to the same features every epoch, so frozen epochs
+        train the head on these (shuffled and batched as the inputs would be) and run the backbone once,
+        in large batches without gradients. Not with augmentation (each epoch's inputs differ), nor when
+        the features would take more than RESIDENT_BYTES.
+        """
+        if self.features is not None or not self.keep_features:
+            return self.features
+        parts: list[torch.Tensor] = []
+        size = 0
+        for x, _ in batches(self.data.train, FEATURE_BATCH, self.plan, train=False):
+            with self._autocast():
+                parts.append(self.net.backbone(x))
+            size += parts[-1].numel() * parts[-1].element_size()
+            if size * len(self.data.train) > RESIDENT_BYTES * sum(len(part) for part in parts):
+                self.keep_features = False
+                return None
+        self.features = Split(torch.cat(parts), self.data.train.y)
+        return self.features
+
+    def _train_epoch(self, frozen: bool) -> float | None:
         """Mean training loss, or None when the loss stopped being finite (the trial diverged)."""
+        features = self._frozen_features() if frozen else None
+        split, plan = (self.data.train, self.plan) if features is None else (features, self.feature_plan)
         # The loss is summed on the device and read once per epoch: reading it every batch would make the
         # CPU wait for the GPU at each step. A trial whose loss stops being finite is stopped at the end of
         # the epoch (its remaining steps are wasted, its result is the same).
         total, count = torch.zeros((), device=self.plan.device), 0
         trainable = [p for p in self.net.parameters() if p.requires_grad]
-        for x, y in batches(self.data.train, self.params.batch_size, self.plan, train=True, generator=self.generator):
+        for x, y in batches(split, self.params.batch_size, plan, train=True, generator=self.generator):
             with self._autocast():
-                loss = self._loss(self.net(x), y, self.params.label_smoothing)
+                output = self.net.head(x) if features is not None else self._forward(x, frozen)
+                loss = self._loss(output, y, self.params.label_smoothing)
             self.optimizer.zero_grad(set_to_none=True)
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
@@ -233,7 +291,7 @@ class _Run:
             else:
                 self.optimizer.step()
             self.schedule.after_batch()
-            total += loss.detach().float() * len(y)
+            total.add_(loss.detach(), alpha=len(y))
             count += len(y)
         value = total.item() / max(1, count)
         if not math.isfinite(value):
@@ -244,12 +302,12 @@ class _Run:
     @torch.no_grad()
     def _validate(self) -> tuple[dict[str, float] | None, torch.Tensor | None]:
         self.net.eval()
-        outputs, targets = [], []
-        for x, y in batches(self.data.val, max(self.params.batch_size, 256), self.plan, train=False):
+        outputs = []
+        for x, _ in batches(self.data.val, max(self.params.batch_size, 256), self.plan, train=False):
             with self._autocast():
-                outputs.append(self.net(x).float().cpu())
-            targets.append(y.cpu())
-        output, target = torch.cat(outputs), torch.cat(targets)
+                outputs.append(self.net(x).float())
+        # one copy to the host for the whole split: a copy per batch would wait for the GPU each time
+        output, target = torch.cat(outputs).cpu(), self.data.val.y.cpu()
         if not torch.isfinite(output).all():
             return None, None
         if self.data.task == "regression":

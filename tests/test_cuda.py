@@ -105,3 +105,11 @@ def test_a_gpu_checkpoint_resumes_on_the_cpu(tmp_path):
     _fit(spec, on_epoch=lambda report: states.append(report.state()) if report.epoch == 1 else None)
     _, resumed = _fit(spec, resume=states[0], device="cpu")
     assert resumed.epochs_run == 2 and resumed.best_value > 0.8
+
+
+def test_augmented_batches_are_cropped_and_flipped_on_the_gpu(tmp_path):
+    spec = _spec(tmp_path, "auto", epochs=5, image_size=16,
+                 augment={"random_resized_crop": True, "horizontal_flip": True})
+    net, result = _fit(spec)
+    assert next(net.parameters()).is_cuda
+    assert result.best_value > 0.7, result.history  # flipped digits are hard: well above chance (0.1) is enough

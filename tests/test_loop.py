@@ -74,6 +74,34 @@ def test_frozen_epochs_train_only_the_head(tmp_path, digits):
     assert reports[2].metrics["frozen"] == 0.0
 
 
+def test_frozen_epochs_run_the_backbone_once_and_train_as_if_they_ran_it_every_batch(tmp_path, digits, monkeypatch):
+    spec = spec_for(tmp_path, model={"name": "cnn"}, train={"epochs": 3})
+    params = SearchSpace.of(spec).resolve({"lr": 0.01, "freeze_epochs": 2, "batch_size": 32})
+    train_passes = math.ceil(len(digits.train) / 512)
+
+    def run() -> tuple[list[dict[str, float]], list[int]]:
+        torch.manual_seed(0)
+        net = build_model("cnn", digits.input_shape, 10)
+        batch_sizes: list[int] = []
+        net.backbone.register_forward_hook(lambda module, args, out: batch_sizes.append(len(args[0])))
+        reports = []
+        fit(net, digits, params, loop_settings(spec), on_epoch=reports.append)
+        return [r.metrics for r in reports], batch_sizes
+
+    cached, calls = run()
+    # two frozen epochs: one pass over the training split in batches of 512, then validation only
+    validation = math.ceil(len(digits.val) / 256)
+    assert calls[:train_passes + 2 * validation] == [512] * (train_passes - 1) + [len(digits.train) % 512 or 512] \
+        + [256] * (validation - 1) + [len(digits.val) - 256 * (validation - 1)] \
+        + [256] * (validation - 1) + [len(digits.val) - 256 * (validation - 1)]
+    monkeypatch.setattr("hpsweep.loop.RESIDENT_BYTES", 0)  # features too big to keep: the backbone runs per batch
+    uncached, calls = run()
+    assert calls[1:3] == [32, 32]
+    for a, b in zip(cached, uncached, strict=True):
+        assert {k: v for k, v in a.items() if k != "epoch_time_s"} == pytest.approx(
+            {k: v for k, v in b.items() if k != "epoch_time_s"}, rel=1e-4, abs=1e-5)
+
+
 def test_head_gets_its_own_learning_rate(tmp_path, digits):
     spec = spec_for(tmp_path, train={"epochs": 1})
     params = SearchSpace.of(spec).resolve({"lr": 1e-7, "head_lr_multiplier": 1e5, "optimizer": "sgd"})
