@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from PIL import Image, UnidentifiedImageError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 _CHUNK = 64
+#: seconds per image above which decoding runs on threads (bench/RESULTS.md: data path)
+THREADED_DECODE_S = 0.25e-3
 _GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 
 Fail = Callable[[str, str], Exception]  #: (field path, message) -> the error to raise
@@ -136,8 +139,17 @@ def decode_images(paths: Sequence[Path], size: int | None, color: str, fail: Fai
     def load(start: int) -> list[torch.Tensor]:  # a chunk per task: tiny images cost less than a task's overhead
         return [_open(path, fixed, size, fail) for path in paths[start:start + _CHUNK]]
 
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        decoded = [image for chunk in pool.map(load, range(0, len(paths), _CHUNK)) for image in chunk]
+    # The first chunk is decoded here and timed: threads pay off only where decoding itself (which releases
+    # the GIL) outweighs the Python around it, as for photos; small PNGs decode faster on one thread.
+    started = time.perf_counter()
+    decoded = load(0)
+    per_image = (time.perf_counter() - started) / max(1, len(decoded))
+    workers = min(8, os.cpu_count() or 1) if per_image >= THREADED_DECODE_S else 1
+    if workers > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            decoded += [image for chunk in pool.map(load, range(_CHUNK, len(paths), _CHUNK)) for image in chunk]
+    else:
+        decoded += [image for start in range(_CHUNK, len(paths), _CHUNK) for image in load(start)]
     height, width = decoded[0].shape[-2:]
     for path, image in zip(paths, decoded, strict=True):
         if image.shape[-2:] != (height, width):
