@@ -173,3 +173,19 @@ def test_a_colour_image_among_grey_ones_makes_the_whole_folder_rgb(tmp_path):
     Image.new("L", (5, 4)).save(tmp_path / "odd.png")
     with pytest.raises(ValueError, match=r"data\.image_size: images differ in size"):
         decode_images([*grey, tmp_path / "odd.png"], None, "auto", fail)
+
+
+def test_threaded_decoding_keeps_every_image_in_order(digit_files, monkeypatch):
+    """Small PNGs decode on one thread; slow ones (photos) on threads: both give the same tensor."""
+    from hpsweep.data import images
+
+    def fail(field: str, message: str) -> Exception:
+        return ValueError(f"{field}: {message}")
+
+    paths = sorted((digit_files / "folders").rglob("*.png"))[:300]  # several chunks of 64
+    serial = images.decode_images(paths, 12, "auto", fail)
+    monkeypatch.setattr(images, "THREADED_DECODE_S", 0.0)  # every image counts as slow
+    monkeypatch.setattr(images.os, "cpu_count", lambda: 4)
+    threaded = images.decode_images(paths, 12, "auto", fail)
+    assert threaded.shape == (300, 1, 12, 12) and torch.equal(threaded, serial)
+    assert len({bytes(image.numpy()) for image in serial}) > 250  # the images differ from each other
