@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, Callable[[bool], Outcome | list[Outcome]]] = {
     "memory": sweep_bench.memory,
     "search": search_bench.search_efficiency,
     "amp": loop_bench.mixed_precision,  # GPU only: nothing to measure on a CPU
+    "fractional": sweep_bench.fractional_gpu,  # GPU only
 }
 
 

@@ -199,3 +199,45 @@ def concurrent_tracking(quick: bool) -> Outcome:
     return Outcome("tracking at 8 concurrent trials", float(len(seen) + abs(missing)), "0 errors", not seen and
                    not missing, f"{trials} trials at once on one SQLite file: {logged} of {expected} epoch results "
                    f"in MLflow, {len(seen)} 'database is locked'")
+
+
+def fractional_gpu(quick: bool) -> list[Outcome]:
+    """On a GPU: the same small trials as a sweep with `resources.gpu: 0.25` (four share the GPU) against
+    `resources.gpu: 1` (one at a time). Small models leave most of a GPU idle, so sharing it should finish
+    the sweep sooner. Nothing to measure without a GPU."""
+    if not torch.cuda.is_available():
+        return []
+    import ray
+
+    from hpsweep.runner import plan_sweep, run_sweep
+
+    trials, epochs, repeats = (4, 1, 1) if quick else (8, 12, 3)
+    folder = Path(tempfile.mkdtemp(prefix="hpsweep-bench-"))
+    specs = {}
+    for side, gpu in (("shared", 0.25), ("whole", 1)):
+        _, raw = _spec(folder, trials, epochs)
+        raw = {**raw, "train": {**raw["train"], "precision": "auto"}, "resources": {"cpu": 1, "gpu": gpu},
+               "search": {**raw["search"], "max_concurrent": trials}}
+        specs[side] = (validate_data(raw, str(folder / f"{side}.yaml"), base_dir=folder), raw)
+    counter = iter(range(1000))
+
+    def sweep(side: str) -> float:
+        spec, raw = specs[side]
+        plan = plan_sweep(spec, raw, storage=str(folder / f"results-{next(counter)}"),
+                          uri=f"sqlite:///{folder / 'mlflow.db'}")
+        started = time.perf_counter()
+        outcome = run_sweep(spec, plan, "bench")
+        assert len(outcome.trials) == spec.num_trials and not outcome.failed
+        return time.perf_counter() - started
+
+    ray.init(num_cpus=os.cpu_count(), num_gpus=1, include_dashboard=False, log_to_driver=False,
+             logging_level=logging.ERROR)
+    try:
+        values = interleaved({"shared": lambda: sweep("shared"), "whole": lambda: sweep("whole")}, repeats)
+    finally:
+        ray.shutdown()
+    shared, whole = median(values["shared"]), median(values["whole"])
+    ratio = shared / whole
+    return [Outcome("fractional GPUs", ratio, "< 1 (faster than a GPU per trial)", ratio < 1,
+                    f"{trials} CNN trials of {epochs} epochs on one {torch.cuda.get_device_name()}: "
+                    f"resources.gpu 0.25 (4 at once) {shared:.1f} s vs resources.gpu 1 (1 at once) {whole:.1f} s")]
