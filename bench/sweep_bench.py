@@ -49,12 +49,21 @@ def _bare_epoch_s(one_epoch: SweepSpec, data: Any) -> float:
     return median([_bare_trial_s(one_epoch, data) for _ in range(3)])
 
 
+def _timed_sweep(spec: SweepSpec, raw: dict[str, Any], folder: Path, number: int) -> float:
+    """Wall time of `hpsweep run`'s sweep (planning excluded), in its own results folder."""
+    from hpsweep.runner import plan_sweep, run_sweep
+
+    plan = plan_sweep(spec, raw, storage=str(folder / f"results-{number}"), uri=f"sqlite:///{folder / 'mlflow.db'}")
+    started = time.perf_counter()
+    outcome = run_sweep(spec, plan, "bench")
+    assert len(outcome.trials) == spec.num_trials and not outcome.failed
+    return time.perf_counter() - started
+
+
 def harness_overhead(quick: bool) -> list[Outcome]:
     """N identical trials: `hpsweep run`'s wall time against the same trials' bare-loop time spread over
     the CPUs (each trial gets one, as in the sweep). Ray's start is timed apart: a sweep pays it once."""
     import ray
-
-    from hpsweep.runner import plan_sweep, run_sweep
 
     trials, repeats = (2, 1) if quick else (8, 3)
     concurrency = min(trials, os.cpu_count() or 1)
@@ -73,12 +82,7 @@ def harness_overhead(quick: bool) -> list[Outcome]:
         tiny, tiny_raw = _spec(folder, concurrency, 1)
 
         def sweep(spec: SweepSpec = spec, raw: dict[str, Any] = raw) -> float:
-            plan = plan_sweep(spec, raw, storage=str(folder / f"results-{next(counter)}"),
-                              uri=f"sqlite:///{folder / 'mlflow.db'}")
-            started = time.perf_counter()
-            outcome = run_sweep(spec, plan, "bench")
-            assert len(outcome.trials) == spec.num_trials and not outcome.failed
-            return time.perf_counter() - started
+            return _timed_sweep(spec, raw, folder, next(counter))
 
         # the fixed start-up: a sweep of one one-epoch trial per CPU (worker start, data, MLflow, the model)
         values = interleaved({"bare": bare, "sweep": sweep, "startup": lambda: sweep(tiny, tiny_raw)}, repeats)
@@ -225,8 +229,6 @@ def fractional_gpu(quick: bool) -> list[Outcome]:
         return []
     import ray
 
-    from hpsweep.runner import plan_sweep, run_sweep
-
     trials, epochs, repeats = (4, 1, 1) if quick else (8, 12, 3)
     folder = Path(tempfile.mkdtemp(prefix="hpsweep-bench-"))
     specs = {}
@@ -238,13 +240,7 @@ def fractional_gpu(quick: bool) -> list[Outcome]:
     counter = iter(range(1000))
 
     def sweep(side: str) -> float:
-        spec, raw = specs[side]
-        plan = plan_sweep(spec, raw, storage=str(folder / f"results-{next(counter)}"),
-                          uri=f"sqlite:///{folder / 'mlflow.db'}")
-        started = time.perf_counter()
-        outcome = run_sweep(spec, plan, "bench")
-        assert len(outcome.trials) == spec.num_trials and not outcome.failed
-        return time.perf_counter() - started
+        return _timed_sweep(*specs[side], folder, next(counter))
 
     ray.init(num_cpus=os.cpu_count(), num_gpus=1, include_dashboard=False, log_to_driver=False,
              logging_level=logging.ERROR)
