@@ -48,6 +48,28 @@ def test_a_killed_worker_resumes_from_its_checkpoint(ray_session, tmp_path, run_
     assert run.info.status == "FINISHED" and run.data.tags["hpsweep.stop_reason"] == "completed"
 
 
+def test_a_failure_in_hpsweeps_checkpoint_handling_does_not_cost_the_checkpoint(ray_session, tmp_path, run_cli,
+                                                                                   monkeypatch, caplog):
+    """Ray registers a checkpoint only after every on_checkpoint callback has returned. Here hpsweep's
+    pruning of old checkpoints fails at every epoch: the trial must still resume from its checkpoint
+    (crashy dies again if it starts over, and would then exceed max_failures)."""
+    from hpsweep import runner
+
+    def broken(trial_folder: Path, keep: set[Path], grace_s: float) -> list[Path]:
+        if grace_s > 0:  # while the sweep runs; the clean-up at its end goes on as usual
+            raise RuntimeError("pruning broke")
+        return []
+
+    monkeypatch.setattr(runner, "prune_checkpoints", broken)
+    monkeypatch.setattr(runner, "PRUNE_EVERY_S", 0.0)
+    code, _, err = _run(run_cli, tmp_path, _sweep(tmp_path, "crashy", max_failures=1))
+    assert code == 0, err
+    assert (tmp_path / "attempts.txt").read_text().count("start") == 2
+    assert "handling its checkpoint" in caplog.text and "pruning broke" in caplog.text  # logged, not hidden
+    ((run, _),) = _trial_runs(tmp_path, "crashy")
+    assert run.info.status == "FINISHED"
+
+
 def test_past_max_failures_the_trial_fails_and_the_sweep_ends(ray_session, tmp_path, run_cli):
     code, out, _ = _run(run_cli, tmp_path, _sweep(tmp_path, "crashy", max_failures=0))
     assert code == 1 and "1 trials: 0 finished, 1 failed" in out
