@@ -32,10 +32,11 @@ class BatchPlan:
         return torch.channels_last if self.channels_last else torch.contiguous_format
 
     def affine(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(1 / std, -mean / std) on the device, shaped to broadcast over [N, C, H, W]."""
+        """(scale, shift) on the device with (x / 255 - mean) / std == x * scale + shift for pixels
+        0..255, shaped to broadcast over [N, C, H, W]."""
         std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
         mean = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
-        return (1 / std).to(self.device), (-mean / std).to(self.device)
+        return (1 / (255 * std)).to(self.device), (-mean / std).to(self.device)
 
 
 def normalise(x: torch.Tensor, plan: BatchPlan) -> torch.Tensor:
@@ -44,8 +45,7 @@ def normalise(x: torch.Tensor, plan: BatchPlan) -> torch.Tensor:
     One copy and one multiply-add: small models on a GPU are bound by kernel launches, so each operation
     saved per batch counts (bench: loop efficiency).
     """
-    inv_std, shift = plan.affine()
-    return _convert(x.to(plan.device), plan.layout(), inv_std / 255, shift)
+    return _convert(x.to(plan.device), plan.layout(), *plan.affine())
 
 
 def _convert(x: torch.Tensor, layout: torch.memory_format, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -58,17 +58,16 @@ def batches(split: Split, batch_size: int, plan: BatchPlan, *, train: bool,
     order = (torch.randperm(n, generator=generator) if train else torch.arange(n)).to(split.x.device)
     stop = n - 1 if train and n % batch_size == 1 and n > 1 else n  # a batch of one breaks BatchNorm
     convert = plan.is_image and not plan.normalised
-    inv_std, shift = plan.affine() if convert else (None, None)
-    scale, layout = (inv_std / 255 if inv_std is not None else None), plan.layout()
+    scale, shift = plan.affine() if convert else (None, None)
+    layout = plan.layout()
     augmenting = convert and train and plan.augment is not None
     for start in range(0, stop, batch_size):
         index = order[start:min(start + batch_size, stop)]
         x = split.x[index].to(plan.device, non_blocking=True)
         y = split.y[index].to(plan.device, non_blocking=True)
-        if augmenting:
-            x = augment(x.float().div_(255.0), plan.augment, generator)  # type: ignore[arg-type]
-            x = torch.addcmul(shift, x, inv_std).contiguous(memory_format=layout)  # type: ignore[arg-type]
-        elif convert:
+        if augmenting:  # crops and flips are linear: on 0..255 floats, normalised after
+            x = augment(x.float(), plan.augment, generator)  # type: ignore[arg-type]
+        if convert:
             x = _convert(x, layout, scale, shift)  # type: ignore[arg-type]
         yield x, y
 

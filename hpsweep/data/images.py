@@ -145,11 +145,13 @@ def decode_images(paths: Sequence[Path], size: int | None, color: str, fail: Fai
     decoded = load(0)
     per_image = (time.perf_counter() - started) / max(1, len(decoded))
     workers = min(8, os.cpu_count() or 1) if per_image >= THREADED_DECODE_S else 1
+    rest = range(_CHUNK, len(paths), _CHUNK)
     if workers > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            decoded += [image for chunk in pool.map(load, range(_CHUNK, len(paths), _CHUNK)) for image in chunk]
+            chunks = list(pool.map(load, rest))
     else:
-        decoded += [image for start in range(_CHUNK, len(paths), _CHUNK) for image in load(start)]
+        chunks = [load(start) for start in rest]
+    decoded += [image for chunk in chunks for image in chunk]
     height, width = decoded[0].shape[-2:]
     for path, image in zip(paths, decoded, strict=True):
         if image.shape[-2:] != (height, width):
