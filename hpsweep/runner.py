@@ -431,7 +431,10 @@ def _trial_entry(config: dict[str, Any], sweep: dict[str, Any], data: PreparedDa
             (Path(folder) / REPORTED_FILE).write_text(json.dumps(reported), encoding="utf-8")
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
-    context = TrialContext(spec, data, report, resume, spec.resources.cpu, pretrained)
+    # HyperBand pauses trials at its rungs, and a paused trial continues from the checkpoint of its last
+    # report (Ray's function trainables have no other way to save): with it, every epoch checkpoints.
+    every = 0.0 if spec.search.scheduler.name == "hyperband" else spec.train.checkpoint_every
+    context = TrialContext(spec, data, report, resume, spec.resources.cpu, pretrained, checkpoint_every=every)
     try:
         load_trainable(spec.trainable)(config, context)
     except (torch.OutOfMemoryError, MemoryError) as exc:

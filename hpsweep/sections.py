@@ -30,6 +30,19 @@ def check_name(value: str) -> str:
     return value
 
 
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(s|m|h)?\s*$")
+
+
+def _duration(value: Any) -> Any:
+    """`time_budget: 90`, `90s`, `30m` or `2h`; seconds as a number."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"a duration is seconds or a number with s, m or h (got {value!r})")
+        return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2) or "s"]
+    return value
+
+
 def _shorthand(value: Any) -> Any:
     """`scheduler: asha` is shorthand for `scheduler: {name: asha}`."""
     return {"name": value} if isinstance(value, str) else value
@@ -218,6 +231,9 @@ class TrainSpec(StrictModel):
     patience: int | None = Field(None, ge=1, description="early-stopping patience in epochs (default: off)")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     seed: int = Field(0, ge=0)
+    checkpoint_every: Annotated[float, BeforeValidator(_duration, json_schema_input_type=float | str)] = Field(
+        1.0, ge=0, description="a trial checkpoints its best and last epochs, and others when this long (seconds, "
+        "or 30s, 5m) has passed since its previous checkpoint; 0: every epoch")
 
     @field_validator("metric")
     @classmethod
@@ -247,19 +263,6 @@ class TrainSpec(StrictModel):
 
 
 # ---------------------------------------------------------------- search
-
-_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(s|m|h)?\s*$")
-
-
-def _duration(value: Any) -> Any:
-    """`time_budget: 90`, `90s`, `30m` or `2h`; seconds as a number."""
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if not match:
-            raise ValueError(f"a duration is seconds or a number with s, m or h (got {value!r})")
-        return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2) or "s"]
-    return value
-
 
 class Fifo(StrictModel):
     """Every trial runs all its epochs."""

@@ -6,8 +6,8 @@ and how much of its time budget it used. A lock file in the same folder is held 
 the sweep, so two drivers never run it at once; the lock dies with its process, even on `kill -9`.
 
 The fingerprint covers everything that decides what a trial is (data, model, space, training,
-search algorithm and scheduler) and leaves out the budget (`search.num_trials`, `search.time_budget`),
-which may change between an interruption and the resume.
+search algorithm and scheduler) and leaves out the budget (`search.num_trials`, `search.time_budget`)
+and `train.checkpoint_every`, which may change between an interruption and the resume.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from hpsweep.spec import SweepSpec
 log = logging.getLogger(__name__)
 
 STATE_FILE, LOCK_FILE = "hpsweep-sweep.json", ".hpsweep.lock"
-#: fields that may change when a sweep resumes: how much it may spend, not what it searches
-BUDGET_FIELDS = (("search", "num_trials"), ("search", "time_budget"))
+#: fields that may change when a sweep resumes: how much it may spend and how often trials checkpoint,
+#: not what it searches
+BUDGET_FIELDS = (("search", "num_trials"), ("search", "time_budget"), ("train", "checkpoint_every"))
 Status = Literal["running", "interrupted", "finished", "abandoned"]
 
 
@@ -110,7 +111,7 @@ def check_unchanged(state: SweepState, spec: SweepSpec) -> None:
     shown = ", ".join(fields[:6]) + (f" and {len(fields) - 6} more" if len(fields) > 6 else "")
     raise SweepChanged(
         f"{spec.source}: changed since sweep {state.sweep_id} was interrupted ({shown}); only "
-        f"search.num_trials and search.time_budget may change on resume. Undo the change, or run with "
+        f"{', '.join('.'.join(f) for f in BUDGET_FIELDS)} may change on resume. Undo the change, or run with "
         f"--restart to abandon that sweep and start afresh")
 
 

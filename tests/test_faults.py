@@ -125,3 +125,49 @@ def _trial_runs_exist(database: Path) -> bool:
             return db.execute("SELECT count(*) FROM tags WHERE key = 'hpsweep.trial_id'").fetchone()[0] > 0
     except sqlite3.Error:
         return False
+
+
+@pytest.mark.parametrize(("every", "ran"), [("1h", [1, 2, 3, 4, 5, 5, 6]), (0, [1, 2, 3, 4, 5, 6])])
+def test_a_crashed_trial_repeats_only_the_epochs_after_its_latest_checkpoint(ray_session, tmp_path, run_cli,
+                                                                             every, ran):
+    """`plateau` improves at epochs 1 and 4 and dies in epoch 6. With checkpoints only at best and last
+    epochs (checkpoint_every: 1h) it resumes from epoch 4 and runs epoch 5 again; with checkpoint_every: 0
+    it resumes from epoch 5. Either way MLflow holds each epoch once and the best checkpoint is epoch 4's."""
+    from hpsweep.checkpoint import load_checkpoint
+
+    log = tmp_path / "epochs.log"
+    sweep = tmp_path / "plateau.yaml"
+    sweep.write_text(yaml.safe_dump({
+        "name": "plateau", "trainable": "plateau", "data": {"source": "sklearn_digits"},
+        "train": {"epochs": 6, "metric": "val_accuracy", "checkpoint_every": every},
+        "search": {"num_trials": 1, "max_failures": 1}, "space": {"params": {"log": str(log)}}}))
+    code, _, err = _run(run_cli, tmp_path, sweep)
+    assert code == 0, err
+    assert [int(line) for line in log.read_text().split()] == ran
+    ((run, client),) = _trial_runs(tmp_path, "plateau")
+    history = client.get_metric_history(run.info.run_id, "val_accuracy")
+    assert [(m.step, m.value) for m in history] == [(1, 0.5), (2, 0.4), (3, 0.4), (4, 0.6), (5, 0.3), (6, 0.3)]
+    folder = Path(client.download_artifacts(run.info.run_id, "checkpoint", str(tmp_path / "best")))
+    assert load_checkpoint(folder)["epoch"] == 4
+
+
+def test_hyperband_pauses_and_resumes_trials_without_repeating_epochs(ray_session, tmp_path, run_cli):
+    """HyperBand pauses trials at its rungs and a paused trial continues from its last report's
+    checkpoint, so under it every epoch checkpoints, whatever checkpoint_every says."""
+    log = tmp_path / "epochs.log"
+    sweep = tmp_path / "plateau.yaml"
+    sweep.write_text(yaml.safe_dump({
+        "name": "plateau", "trainable": "plateau", "data": {"source": "sklearn_digits"},
+        "train": {"epochs": 6, "metric": "val_accuracy", "checkpoint_every": "1h"},
+        # HyperBand's second bracket holds 5 trials, paused at epoch 2 until all of them get there
+        "search": {"num_trials": 9, "scheduler": "hyperband"},
+        "space": {"params": {"log": str(log), "die_at": 0, "x": {"uniform": [0.5, 1.0]}}}}))
+    code, _, err = _run(run_cli, tmp_path, sweep)
+    assert code == 0, err
+    ran: dict[str, list[int]] = {}
+    for line in log.read_text().splitlines():
+        x, epoch = line.split()
+        ran.setdefault(x, []).append(int(epoch))
+    assert len(ran) == 9 and {len(epochs) for epochs in ran.values()} == {2, 6}  # halved at epoch 2
+    for epochs in ran.values():
+        assert epochs == list(range(1, len(epochs) + 1)), ran  # no epoch ran twice

@@ -231,3 +231,30 @@ def test_augmentation_changes_training_batches_only(tmp_path, digits):
     val_aug = torch.cat([x for x, _ in batches(digits.val, 64, plan, train=False)])
     val_plain = torch.cat([x for x, _ in batches(digits.val, 64, plain, train=False)])
     assert torch.equal(val_aug, val_plain)
+
+
+@pytest.mark.parametrize("every", [3600.0, 0.0])
+def test_a_trial_checkpoints_its_best_and_last_epochs_and_others_when_due(tmp_path, digits, every):
+    """Between best epochs a trial checkpoints only once `checkpoint_every` has passed (0: every epoch):
+    the state handed to the sweep follows that rule, and is the state of the epoch it is reported with."""
+    from hpsweep.trainable import TrialContext
+
+    spec = spec_for(tmp_path, model={"name": "mlp"}, train={"epochs": 8})
+    sent: list[tuple[dict, dict | None]] = []
+    context = TrialContext(spec, digits, lambda metrics, state: sent.append((dict(metrics), state)),
+                           checkpoint_every=every)
+    reports = []
+
+    def on_epoch(report):
+        reports.append(report)
+        context.on_epoch(report)
+
+    run_trial(spec, digits, {"lr": 0.3, "optimizer": "sgd"}, on_epoch=on_epoch)
+    wanted = [r.is_best or r.stop is not None or every == 0 for r in reports]
+    assert [state is not None for _, state in sent] == wanted
+    if every:
+        assert not all(wanted), "the rate chosen here should give epochs that are neither best nor last"
+    for (metrics, state), report in zip(sent, reports, strict=True):
+        assert metrics["hpsweep_best"] == report.is_best
+        if state is not None:
+            assert state["epoch"] == report.epoch and state["best_epoch"] <= report.epoch

@@ -29,8 +29,9 @@ def _state(spec, sweep_id: str = "t-1", status: str = "running", created: float 
 def test_budget_changes_keep_the_fingerprint_and_anything_else_is_named(tmp_path):
     spec = spec_for(tmp_path)
     state = _state(spec)
-    more = spec_for(tmp_path, search={"num_trials": 40, "time_budget": "2h"})
-    check_unchanged(state, more)  # more trials, more time: allowed
+    more = spec_for(tmp_path, search={"num_trials": 40, "time_budget": "2h"}, train={"checkpoint_every": "30s"})
+    check_unchanged(state, more)  # more trials, more time, checkpoints further apart: allowed
+    assert more.train.checkpoint_every == 30.0
     changed = spec_for(tmp_path, space={"lr": {"loguniform": [1.0e-5, 1.0e-1]}}, train={"epochs": 9})
     with pytest.raises(SweepChanged) as caught:
         check_unchanged(state, changed)

@@ -46,6 +46,8 @@ BAD_CONFIGS = [
     ("search.num_trials", "greater than or equal to 1", {"search": {"num_trials": -3}}),
     ("search.algorithm", "did you mean 'random'", {"search": {"algorithm": "randm"}}),
     ("search.time_budget", "duration", {"search": {"time_budget": "ten minutes"}}),
+    ("train.checkpoint_every", "duration", {"train": {"checkpoint_every": "often"}}),
+    ("train.checkpoint_every", "greater than or equal to 0", {"train": {"checkpoint_every": -1}}),
     ("search.scheduler.name", "did you mean 'asha'", {"search": {"scheduler": "ashaa"}}),
     ("resources.gpu", "whole number", {"resources": {"gpu": 1.5}}),
     ("resources.cpu", "greater than 0", {"resources": {"cpu": 0}}),
