@@ -368,6 +368,14 @@ def build_scheduler(spec: SweepSpec) -> Any:
         return ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=grace,
                              reduction_factor=chosen.reduction_factor)
     if chosen.name == "hyperband":
+        limit = spec.search.max_concurrent
+        if limit is not None and limit < spec.num_trials:
+            # Ray counts a bracket as full only while its trials live, so a trial started after others
+            # have ended joins the first bracket, whose trials all run to the end (ray-project/ray#12536)
+            log.warning("scheduler hyperband with search.max_concurrent %d below num_trials %d stops few or "
+                        "no trials early: Ray Tune puts trials started after others have ended into its "
+                        "first bracket, which runs every trial to the end; leave max_concurrent unset or use "
+                        "asha", limit, spec.num_trials)
         return HyperBandScheduler(time_attr="training_iteration", max_t=epochs,
                                   reduction_factor=chosen.reduction_factor)
     if chosen.name == "median":

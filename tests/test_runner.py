@@ -31,3 +31,12 @@ def test_set_changes_the_file_or_fixes_a_hyperparameter():
     assert raw["train"]["epochs"] == 5  # the file's data is not changed in place
     with pytest.raises(ValueError, match="key=value"):
         _apply_sets(raw, ["lr"], None, None)
+
+
+@pytest.mark.parametrize(("concurrent", "warned"), [(3, True), (9, False), (None, False)])
+def test_hyperband_under_a_concurrency_limit_is_warned_about(tmp_path, caplog, concurrent, warned):
+    """Ray's HyperBand refills its first bracket once earlier trials end, so below num_trials concurrent
+    trials it stops few or none early (seen: 9 trials of 6 epochs, max_concurrent 3, none stopped)."""
+    search = {"scheduler": "hyperband", "num_trials": 9, **({"max_concurrent": concurrent} if concurrent else {})}
+    build_scheduler(spec_for(tmp_path, search=search))
+    assert ("search.max_concurrent 3 below num_trials 9" in caplog.text) is warned
