@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 STATE_FILE, LOCK_FILE = "hpsweep-sweep.json", ".hpsweep.lock"
 #: fields that may change when a sweep resumes: how much it may spend and how often trials checkpoint,
 #: not what it searches
-BUDGET_FIELDS = (("search", "num_trials"), ("search", "time_budget"), ("train", "checkpoint_every"))
+RESUMABLE_FIELDS = (("search", "num_trials"), ("search", "time_budget"), ("train", "checkpoint_every"))
 Status = Literal["running", "interrupted", "finished", "abandoned"]
 
 
@@ -79,9 +79,9 @@ class SweepState:
 
 
 def settings_of(spec: SweepSpec) -> dict[str, Any]:
-    """The resolved sweep (defaults filled in) minus its budget fields."""
+    """The resolved sweep (defaults filled in) minus the fields that may change on resume."""
     settings = spec.model_dump(mode="json", by_alias=True)
-    for section, key in BUDGET_FIELDS:
+    for section, key in RESUMABLE_FIELDS:
         settings.get(section, {}).pop(key, None)
     return settings
 
@@ -111,7 +111,7 @@ def check_unchanged(state: SweepState, spec: SweepSpec) -> None:
     shown = ", ".join(fields[:6]) + (f" and {len(fields) - 6} more" if len(fields) > 6 else "")
     raise SweepChanged(
         f"{spec.source}: changed since sweep {state.sweep_id} was interrupted ({shown}); only "
-        f"{', '.join('.'.join(f) for f in BUDGET_FIELDS)} may change on resume. Undo the change, or run with "
+        f"{', '.join('.'.join(f) for f in RESUMABLE_FIELDS)} may change on resume. Undo the change, or run with "
         f"--restart to abandon that sweep and start afresh")
 
 

@@ -43,7 +43,7 @@ class TrialContext:
     pretrained: dict[str, Any] | None = None  #: model.pretrained's weights, read once for the sweep
     #: seconds between checkpoints of epochs that are neither best nor last (0: every epoch)
     checkpoint_every: float = 0.0
-    _checkpointed_at: float = field(default_factory=time.monotonic, repr=False)
+    _checkpointed_at: float = field(default_factory=time.monotonic, init=False, repr=False)
 
     def checkpoint_due(self, is_best: bool, last: bool) -> bool:
         """Whether this epoch's state should go with its report: always for a best epoch (the sweep keeps
