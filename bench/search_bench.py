@@ -57,6 +57,21 @@ def epochs_to_target(records: list[TrialRecord], target: float, metric: str = "v
     return None
 
 
+def spent_before_target(records: list[TrialRecord], target: float, epochs: int,
+                        metric: str = "val_accuracy") -> tuple[int, int]:
+    """Of the trial-epochs spent before the trial that first reaches `target`: those in trials that ran
+    all `epochs` (the scheduler let them through every rung) and those in trials it stopped early."""
+    ran, stopped = 0, 0
+    for record in sorted(records, key=lambda r: r.number):
+        if any(float(epoch.get(metric, float("-inf"))) >= target for epoch in record.history):
+            break
+        if len(record.history) >= epochs:
+            ran += len(record.history)
+        else:
+            stopped += len(record.history)
+    return ran, stopped
+
+
 def _quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -81,7 +96,7 @@ def search_efficiency(quick: bool) -> Outcome:
         return list(outcome.trials.values())
 
     costs: dict[str, list[int]] = {"random": [], "tpe": []}
-    gaps, notes = [], []
+    gaps, notes, ran, stopped = [], [], 0, 0
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     try:
         for turn, seed in enumerate(seeds):
@@ -98,6 +113,9 @@ def search_efficiency(quick: bool) -> Outcome:
             asha_cost = spent["tpe"] if spent["tpe"] is not None else total["tpe"] + 1
             costs["tpe"].append(asha_cost)
             costs["random"].append(spent["random"] or 1)
+            if spent["tpe"] is not None:
+                before = spent_before_target(found["tpe"], target, epochs)
+                ran, stopped = ran + before[0], stopped + before[1]
             gaps.append(100 * (best["random"] - best["tpe"]))
             reached = f"{spent['tpe']}" if spent["tpe"] is not None else f"not reached in {total['tpe']}"
             notes.append(
@@ -119,5 +137,7 @@ def search_efficiency(quick: bool) -> Outcome:
         f"{sum(costs['random'])}; MLP on digits, {trials} trials of up to {epochs} epochs per side, one at a "
         f"time; target: the "
         f"{TARGET_QUANTILE:.0%} quantile of random search's trial bests; median best-accuracy gap "
-        f"{gap:+.2f} points (random minus ASHA + TPE); " + "; ".join(notes),
+        f"{gap:+.2f} points (random minus ASHA + TPE); of ASHA + TPE's count, {ran} trial-epochs went to "
+        f"trials ASHA let through every rung and {stopped} to trials it "
+        f"stopped, before the trial that reached the target; " + "; ".join(notes),
     )

@@ -10,9 +10,8 @@ import pytest
 
 from conftest import REPO
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow
 def test_every_benchmark_runs_in_quick_mode_and_writes_the_table(tmp_path):
     out = tmp_path / "RESULTS.md"
     done = subprocess.run([sys.executable, "-m", "bench.run", "--quick", "--out", str(out)], cwd=REPO,
@@ -24,3 +23,18 @@ def test_every_benchmark_runs_in_quick_mode_and_writes_the_table(tmp_path):
                  "search efficiency"):
         assert f"| {name} | " in table, name
     assert "quick mode" in table and "Machine: " in table
+
+
+def test_search_efficiency_counts_trial_epochs_in_the_order_trials_ran():
+    from bench.search_bench import epochs_to_target, spent_before_target
+    from hpsweep.tracking import TrialRecord
+
+    def trial(number: int, *accuracies: float) -> TrialRecord:
+        return TrialRecord(run_id=f"r{number}", number=number,
+                           history=[{"val_accuracy": a} for a in accuracies])
+
+    # listed out of order: trial 1 ran all 4 epochs, trial 2 was stopped after 1, trial 3 hits in epoch 2
+    records = [trial(3, 0.5, 0.95, 0.97), trial(1, 0.2, 0.4, 0.6, 0.8), trial(2, 0.1)]
+    assert epochs_to_target(records, 0.9) == 4 + 1 + 2
+    assert spent_before_target(records, 0.9, epochs=4) == (4, 1)
+    assert epochs_to_target(records, 0.99) is None
