@@ -25,7 +25,7 @@ lint: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/hpsweep run sweeps/digits_cnn.yaml
 
-# Every benchmark, each side measured in the same run; writes bench/RESULTS.md (takes 10-15 minutes).
+# Every benchmark, each side measured in the same run; writes bench/RESULTS.md (takes 8-27 minutes here).
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
