@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 from hpsweep.checkpoint import load_checkpoint
 
 
@@ -51,3 +55,18 @@ def test_data_exports_feed_the_file_sources(run_cli, tmp_path):
     assert (tmp_path / "d" / "labels.csv").read_text().splitlines()[0] == "path,label"
     code, out, _ = run_cli("data", "export-diabetes", str(tmp_path / "t" / "diabetes.csv"))
     assert code == 0 and "442 rows" in out
+
+
+def test_train_on_a_classification_csv_writes_nothing_but_its_progress(tmp_path):
+    # a new process: PyTorch warns once per process, so an earlier test may have used up the warning
+    rows = [f"{i % 7},{(i * 3) % 5},{'ab'[i % 2]}{'xyz'[i % 3]}" for i in range(150)]
+    (tmp_path / "table.csv").write_text("a,b,kind\n" + "\n".join(rows) + "\n")
+    (tmp_path / "sweep.yaml").write_text(
+        "name: table\ntrainable: tabular\n"
+        "data: {source: tabular_csv, path: table.csv, target: kind, task: classification}\n"
+        "model: {name: mlp, hidden_sizes: [8]}\ntrain: {epochs: 2}\n")
+    done = subprocess.run([str(Path(sys.executable).with_name("hpsweep")), "train", "sweep.yaml"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "epoch 2/2" in done.stdout
+    assert done.stderr == ""

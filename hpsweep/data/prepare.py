@@ -165,7 +165,8 @@ def _prepare_table(spec: SweepSpec, data: TabularCsv, fail: Any) -> PreparedData
     if data.task == "classification":
         labels_text = table[data.target].astype(str)
         class_names = tuple(sorted(labels_text.unique(), key=natural_key))
-        y = torch.as_tensor(labels_text.map({c: i for i, c in enumerate(class_names)}).to_numpy(), dtype=torch.int64)
+        # a copy: pandas hands out read-only arrays (copy on write), which torch warns about sharing
+        y = torch.tensor(labels_text.map({c: i for i, c in enumerate(class_names)}).to_numpy(), dtype=torch.int64)
         if len(y) < len(class_names):
             raise fail("data", f"{len(y)} rows for {len(class_names)} classes: fewer examples than classes")
     else:
