@@ -45,15 +45,23 @@ def _raw(algorithm: str, scheduler: str, trials: int, epochs: int, seed: int) ->
     }
 
 
+def _reached_at(record: TrialRecord, target: float, metric: str) -> int | None:
+    """The trial's first epoch (counted from 1) whose metric reaches `target`; None when none does."""
+    for number, epoch in enumerate(record.history, 1):
+        if float(epoch.get(metric, float("-inf"))) >= target:
+            return number
+    return None
+
+
 def epochs_to_target(records: list[TrialRecord], target: float, metric: str = "val_accuracy") -> int | None:
     """Trial-epochs spent, trial after trial in the order they ran, up to and including the first epoch
     whose metric reaches `target`; None when no epoch does."""
     spent = 0
     for record in sorted(records, key=lambda r: r.number):
-        for epoch in record.history:
-            spent += 1
-            if float(epoch.get(metric, float("-inf"))) >= target:
-                return spent
+        reached = _reached_at(record, target, metric)
+        if reached is not None:
+            return spent + reached
+        spent += len(record.history)
     return None
 
 
@@ -63,7 +71,7 @@ def spent_before_target(records: list[TrialRecord], target: float, epochs: int,
     all `epochs` (the scheduler let them through every rung) and those in trials it stopped early."""
     ran, stopped = 0, 0
     for record in sorted(records, key=lambda r: r.number):
-        if any(float(epoch.get(metric, float("-inf"))) >= target for epoch in record.history):
+        if _reached_at(record, target, metric) is not None:
             break
         if len(record.history) >= epochs:
             ran += len(record.history)
