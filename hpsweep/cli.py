@@ -16,6 +16,7 @@ from hpsweep.cli_render import ProgressTable, print_decision, short
 from hpsweep.errors import SpecError
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_BROKEN_PIPE = 128 + 13  #: what a shell reports for a process that SIGPIPE ended
 
 
 class BadInput(Exception):
@@ -571,6 +572,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hpsweep: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader stopped early (`hpsweep status ... | head`): not an error. Output still buffered
+        # for the closed pipe goes nowhere, so Python's flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except Exception as exc:
         if os.environ.get("HPSWEEP_DEBUG"):
             raise

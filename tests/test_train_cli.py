@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import REPO
 from hpsweep.checkpoint import load_checkpoint
 
 
@@ -70,3 +71,17 @@ def test_train_on_a_classification_csv_writes_nothing_but_its_progress(tmp_path)
     assert done.returncode == 0, done.stderr
     assert "epoch 2/2" in done.stdout
     assert done.stderr == ""
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly():
+    # 2,000 sampled configs print far more than a pipe holds, so the write after the reader left fails
+    command = [str(Path(sys.executable).with_name("hpsweep")), "space", str(REPO / "sweeps" / "digits_cnn.yaml"),
+               "--samples", "2000"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        assert process.stdout is not None and process.stderr is not None
+        first = process.stdout.readline()
+        process.stdout.close()
+        errors = process.stderr.read()
+        code = process.wait(timeout=120)
+    assert first.startswith("sweep digits-cnn")
+    assert errors == "" and code == 141
