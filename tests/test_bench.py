@@ -38,3 +38,34 @@ def test_search_efficiency_counts_trial_epochs_in_the_order_trials_ran():
     assert epochs_to_target(records, 0.9) == 4 + 1 + 2
     assert spent_before_target(records, 0.9, epochs=4) == (4, 1)
     assert epochs_to_target(records, 0.99) is None
+
+
+def test_random_search_cost_over_every_order_of_its_trials_matches_counting_each_order():
+    from itertools import permutations
+
+    from bench.search_bench import epochs_to_target, expected_epochs_to_target
+    from hpsweep.tracking import TrialRecord
+
+    curves = [(0.2, 0.5, 0.6), (0.3, 0.95, 0.9), (0.1, 0.2, 0.3), (0.4, 0.8, 0.92), (0.5, 0.6, 0.7)]
+    orders = list(permutations(curves))
+    counted = [
+        epochs_to_target([TrialRecord(run_id=str(n), number=n, history=[{"val_accuracy": a} for a in curve])
+                          for n, curve in enumerate(order)], 0.9)
+        for order in orders
+    ]
+    records = [TrialRecord(run_id=str(n), number=n, history=[{"val_accuracy": a} for a in curve])
+               for n, curve in enumerate(curves)]
+    assert expected_epochs_to_target(records, 0.9) == pytest.approx(sum(counted) / len(orders))
+    assert expected_epochs_to_target(records, 0.99) is None
+
+
+def test_bootstrap_interval_over_seeds_brackets_the_pooled_ratio_and_narrows_when_seeds_agree():
+    from bench.search_bench import pooled_interval
+
+    agreeing = [(30.0, 100.0), (60.0, 200.0), (15.0, 50.0)]
+    assert pooled_interval(agreeing) == pytest.approx((0.3, 0.3))
+    spread = [(49, 205), (150, 638), (65, 91), (81, 133), (72, 72), (25, 25), (223, 502), (230, 351)]
+    low, high = pooled_interval(spread)
+    pooled = sum(a for a, _ in spread) / sum(b for _, b in spread)
+    assert low < pooled < high
+    assert pooled_interval(spread) == (low, high)  # seeded: the same interval every run
