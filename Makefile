@@ -19,7 +19,6 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
 
 # A real sweep on the bundled digits: 12 trials on Ray Tune, recorded in ./mlflow.db.
 demo: $(STAMP)
