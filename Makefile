@@ -24,7 +24,7 @@ lint: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/hpsweep run sweeps/digits_cnn.yaml
 
-# Every benchmark, each side measured in the same run; writes bench/RESULTS.md (takes 8-27 minutes here).
+# Every benchmark, each side measured in the same run; writes bench/RESULTS.md (24 minutes here on a slow day).
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
