@@ -271,6 +271,7 @@ def _run(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data: PreparedData |
         live.account()
         if tracker.client.get_run(tracker.parent_id).info.status == "RUNNING":
             tracker.abort()
+        tracker.wait()  # everything is in MLflow before the sweep's outcome is read from it
         _LIVE.pop(plan.sweep_id, None)
     best = tracker.best_trial()
     best_params = tracker.client.get_run(best[1].run_id).data.params if best else {}
@@ -530,11 +531,18 @@ class _Callback(_ray_base("Callback")):  # type: ignore[misc]
                         reported[trial.trial_id] = read_reported(Path(folder))
                 except FileNotFoundError:  # pruned: the trial starts over and reports every epoch again
                     continue
-        live.tracker.reconcile({t.trial_id: t.status for t in trials}, reported)
         for trial in trials:
             record = live.tracker.trials.get(trial.trial_id)
-            if record is not None and record.best_checkpoint is None:
+            if record is None:
+                continue
+            if record.best_checkpoint is None:
                 record.best_checkpoint = _best_checkpoint(trial)
+            # A trial Ray had ended may have had its end still on the way to MLflow (the tracker writes
+            # on a thread) when the driver died: its last result says how it ended.
+            last = trial.last_result or {}
+            record.stop = record.stop or last.get("hpsweep_stop")
+            record.confusion = record.confusion or last.get("hpsweep_confusion")
+        live.tracker.reconcile({t.trial_id: t.status for t in trials}, reported)
 
     def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
         self._reconcile(trials)

@@ -4,19 +4,24 @@ One writer means no 'database is locked' on SQLite and works with any tracking U
 
 A trial's epoch metrics are written at most once every `flush_s` seconds (one batch per trial), and
 always when the trial ends or the sweep stops: each write costs the driver, which shares the CPUs with
-the trials, about as much as a small epoch's bookkeeping. Epochs still held when the driver is killed
+the trials, about as much as a small epoch's bookkeeping. The writes go out on a thread of their own
+(`Writer`), in the order they were made, so Ray Tune's loop on the driver never waits for the tracking
+store (a remote server's round trips, a checkpoint's upload). Epochs still held when the driver is killed
 are not lost: every checkpoint carries the metrics its trial reported (REPORTED_FILE), and a resumed
 sweep writes any epoch MLflow lacks from the checkpoint its trial continues from (`reconcile`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -91,6 +96,60 @@ def create_sqlite_store(uri: str) -> None:
         partial.unlink(missing_ok=True)
 
 
+class Writer:
+    """An MlflowClient whose calls all run on one thread, in the order they were made. The calls that
+    only write (`WRITES`, and `submit`) return at once; any other call waits for its answer, and so for
+    every write made before it. A write that failed is raised by the next call that waits, or `wait`."""
+
+    WRITES = frozenset({"delete_run", "log_batch", "log_dict", "log_metric", "log_text", "set_tag",
+                        "set_terminated", "update_run"})
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpsweep-mlflow")
+        self._failed: BaseException | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def direct(self) -> Any:
+        """The MlflowClient itself: only for code that runs on the writer's thread (`submit`)."""
+        return self._client
+
+    def submit(self, fn: Callable[[], Any]) -> None:
+        """Run `fn` on the writer's thread after every call made so far; do not wait for it."""
+        self._pool.submit(fn).add_done_callback(self._note)
+
+    def wait(self) -> None:
+        """Return once every write made so far is done; raise the first that failed."""
+        self._pool.submit(lambda: None).result()
+        self._raise()
+
+    def _note(self, done: Future[Any]) -> None:
+        if (error := done.exception()) is not None:
+            log.debug("an MLflow write failed: %r", error)
+            with self._lock:
+                self._failed = self._failed or error
+
+    def _raise(self) -> None:
+        with self._lock:
+            error, self._failed = self._failed, None
+        if error is not None:
+            raise error
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+        if name in self.WRITES:
+            def write(*args: Any, **kwargs: Any) -> None:
+                self._pool.submit(method, *args, **kwargs).add_done_callback(self._note)
+            return write
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            answer = self._pool.submit(method, *args, **kwargs).result()
+            self._raise()
+            return answer
+        return call
+
+
 @dataclass
 class TrialRecord:
     """What the tracker knows about one trial while the sweep runs."""
@@ -125,7 +184,7 @@ class SweepTracker:
         self.uri = tracking_uri(uri)
         create_sqlite_store(self.uri)
         mlflow.set_tracking_uri(self.uri)
-        self.client = MlflowClient(self.uri)
+        self.client: Any = Writer(MlflowClient(self.uri))
         experiment = self.client.get_experiment_by_name(spec.experiment_name)
         self.experiment_id = (experiment.experiment_id if experiment is not None
                               else self.client.create_experiment(spec.experiment_name))
@@ -322,11 +381,7 @@ class SweepTracker:
             names = list(self.class_names) or [str(i) for i in range(len(record.confusion))]
             self.client.log_dict(run_id, {"classes": names, "matrix": record.confusion}, CONFUSION_FILE)
         if record.best_checkpoint is not None:
-            try:
-                with record.best_checkpoint.as_directory() as folder:
-                    self.client.log_artifacts(run_id, folder, "checkpoint")
-            except Exception as exc:  # a checkpoint that vanished must not lose the rest of the record
-                log.warning("could not log the best checkpoint of %s: %s", trial_id, exc)
+            self.client.submit(functools.partial(self._log_checkpoint, trial_id, run_id, record.best_checkpoint))
         error = error or record.error
         if error is not None:
             tags = {"hpsweep.error": error[-4900:],
@@ -337,6 +392,18 @@ class SweepTracker:
         self._flush(record, metrics=[Metric(k, v, now, 0) for k, v in summary.items()],
                     tags=[RunTag(k, v) for k, v in tags.items()])
         self.client.set_terminated(run_id, "FAILED" if error is not None else "FINISHED")
+
+    def _log_checkpoint(self, trial_id: str, run_id: str, checkpoint: Any) -> None:
+        """On the writer's thread: the checkpoint's files, fetched where the storage is remote."""
+        try:
+            with checkpoint.as_directory() as folder:
+                self.client.direct.log_artifacts(run_id, folder, "checkpoint")
+        except Exception as exc:  # a checkpoint that vanished must not lose the rest of the record
+            log.warning("could not log the best checkpoint of %s: %s", trial_id, exc)
+
+    def wait(self) -> None:
+        """Return once everything written so far is in MLflow."""
+        self.client.wait()
 
     def _log_figures(self, record: TrialRecord) -> None:
         """The best trial's learning curve and confusion matrix as images. Only for the best trial:

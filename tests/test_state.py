@@ -85,6 +85,7 @@ def test_a_resumed_tracker_reuses_runs_drops_lost_ones_and_closes_ended_ones(tmp
         first.start_trial(trial, {"lr": 0.01})
         first.log_result(trial, {"val_accuracy": 0.5, "epoch": 1})
     first.log_result("a", {"val_accuracy": 0.7, "epoch": 2})
+    first.wait()  # what its writer thread had sent when
     # the driver dies here: every run is RUNNING
 
     again = SweepTracker(spec, "t-1", "name: t\n", uri, attach=True)
@@ -129,6 +130,7 @@ def test_epochs_held_when_the_driver_died_are_written_from_the_checkpoint_on_res
     reported = [{"step": e, "time": 1_700_000_000_000 + e, "metrics": {"val_accuracy": v, "train_loss": 1 / e}}
                 for e, v in [(1, 0.5), (2, 0.8)]]
     again.reconcile({"a": "PENDING"}, {"a": reported})
+    client = again.client  # its reads wait for its own writes
     history = client.get_metric_history(run_id, "val_accuracy")
     assert [(m.step, m.value, m.timestamp) for m in history] == [(1, 0.5, 1_700_000_000_001),
                                                                   (2, 0.8, 1_700_000_000_002)]
@@ -155,3 +157,46 @@ def test_a_new_sqlite_store_appears_whole_and_an_existing_one_is_kept(tmp_path):
     MlflowClient(uri).create_experiment("kept")
     create_sqlite_store(uri)
     assert MlflowClient(uri).get_experiment_by_name("kept") is not None
+
+
+def test_a_busy_tracking_store_holds_up_no_driver_call_and_gets_every_write_in_order(tmp_path):
+    import sqlite3
+
+    from mlflow import MlflowClient
+
+    from hpsweep.tracking import SweepTracker
+
+    spec = spec_for(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = SweepTracker(spec, "t-1", "name: t\n", uri, flush_s=0)
+    tracker.start_trial("a", {"lr": 0.01})
+    run_id = tracker.trials["a"].run_id
+    # another process (an MLflow UI, a second sweep) holds the database: no write can land now
+    holder = sqlite3.connect(tmp_path / "mlflow.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:  # each call returns while the store is locked: Ray Tune's loop on the driver would not wait
+        for epoch, value in enumerate([0.4, 0.6, 0.5], start=1):
+            tracker.log_result("a", {"val_accuracy": value, "epoch": epoch})
+        tracker.finish_trial("a")
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    tracker.wait()
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.metrics["best_val_accuracy"] == 0.6
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "val_accuracy")] == [
+        (1, 0.4), (2, 0.6), (3, 0.5)]
+
+
+def test_a_write_mlflow_refused_is_raised_by_the_next_call_that_waits(tmp_path):
+    from mlflow.exceptions import MlflowException
+
+    from hpsweep.tracking import SweepTracker
+
+    spec = spec_for(tmp_path)
+    tracker = SweepTracker(spec, "t-1", "name: t\n", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    tracker.client.set_tag("no-such-run", "hpsweep.stop_reason", "scheduler")  # returns before MLflow answers
+    with pytest.raises(MlflowException, match="no-such-run"):
+        tracker.wait()
+    tracker.wait()  # raised once
