@@ -140,7 +140,7 @@ class Writer:
         method = getattr(self._client, name)
         if name in self.WRITES:
             def write(*args: Any, **kwargs: Any) -> None:
-                self._pool.submit(method, *args, **kwargs).add_done_callback(self._note)
+                self.submit(functools.partial(method, *args, **kwargs))
             return write
 
         def call(*args: Any, **kwargs: Any) -> Any:

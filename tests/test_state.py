@@ -85,7 +85,7 @@ def test_a_resumed_tracker_reuses_runs_drops_lost_ones_and_closes_ended_ones(tmp
         first.start_trial(trial, {"lr": 0.01})
         first.log_result(trial, {"val_accuracy": 0.5, "epoch": 1})
     first.log_result("a", {"val_accuracy": 0.7, "epoch": 2})
-    first.wait()  # what its writer thread had sent when
+    first.wait()  # the epochs its writer thread had sent
     # the driver dies here: every run is RUNNING
 
     again = SweepTracker(spec, "t-1", "name: t\n", uri, attach=True)
