@@ -44,6 +44,7 @@ class TrialContext:
     #: seconds between checkpoints of epochs that are neither best nor last (0: every epoch)
     checkpoint_every: float = 0.0
     _checkpointed_at: float = field(default_factory=time.monotonic, init=False, repr=False)
+    _best_confusion: list[list[int]] | None = field(default=None, init=False, repr=False)
 
     def checkpoint_due(self, is_best: bool, last: bool) -> bool:
         """Whether this epoch's state should go with its report: always for a best epoch (the sweep keeps
@@ -59,12 +60,17 @@ class TrialContext:
 
     def on_epoch(self, report: EpochReport) -> None:
         """Adapter for the shared loop: metrics every epoch, the confusion matrix at a best epoch,
-        the reason when training ends, and a checkpoint of the whole state when one is due."""
+        the reason when training ends, and a checkpoint of the whole state when one is due. The last
+        report repeats the best epoch's matrix, so Ray's last result for an ended trial holds it: a
+        driver that dies before the trial's end reaches MLflow still finds it there on resume."""
         metrics: dict[str, Any] = dict(report.metrics)
         if report.is_best and report.confusion is not None:
-            metrics["hpsweep_confusion"] = report.confusion.tolist()
+            self._best_confusion = report.confusion.tolist()
+            metrics["hpsweep_confusion"] = self._best_confusion
         if report.stop:
             metrics["hpsweep_stop"] = report.stop
+            if self._best_confusion is not None:
+                metrics["hpsweep_confusion"] = self._best_confusion
         metrics["hpsweep_best"] = report.is_best
         due = self.checkpoint_due(report.is_best, last=report.stop is not None)
         self.report(metrics, report.state() if due else None)

@@ -258,3 +258,20 @@ def test_a_trial_checkpoints_its_best_and_last_epochs_and_others_when_due(tmp_pa
         assert metrics["hpsweep_best"] == report.is_best
         if state is not None:
             assert state["epoch"] == report.epoch and state["best_epoch"] <= report.epoch
+
+
+def test_the_last_report_of_a_trial_carries_its_best_epochs_confusion_matrix(tmp_path, digits):
+    """A resumed sweep takes an ended trial's matrix from Ray's last result for it when the driver died
+    before the trial's end reached MLflow, so the last report must hold the best epoch's matrix even
+    when that epoch was not the best."""
+    from hpsweep.loop import EpochReport
+    from hpsweep.trainable import TrialContext
+
+    sent: list[dict] = []
+    context = TrialContext(spec_for(tmp_path), digits, lambda metrics, state: sent.append(dict(metrics)))
+    best, later = torch.tensor([[3, 1], [0, 4]]), torch.tensor([[2, 2], [1, 3]])
+    for epoch, is_best, stop, matrix in [(1, True, None, best), (2, False, None, later),
+                                         (3, False, "completed", later)]:
+        context.on_epoch(EpochReport(epoch, {"val_accuracy": 0.5}, is_best, stop, dict, matrix))
+    assert [m.get("hpsweep_confusion") for m in sent] == [best.tolist(), None, best.tolist()]
+    assert sent[-1]["hpsweep_stop"] == "completed"
