@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -75,23 +77,33 @@ def _requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in ("torch", "numpy", "pandas", "pyyaml", "pydantic", "hpsweep")]
 
 
-def fetch_model(uri: str) -> Path:
-    """A local folder with the weights and description of `models:/...` or `runs:/...`, fetched from MLflow."""
+@contextmanager
+def fetch_model(uri: str) -> Iterator[Path]:
+    """A local folder with the weights and description of `models:/...` or `runs:/...`, fetched from
+    MLflow into a temporary folder that is removed when the block ends: load what is needed inside it."""
     import mlflow
 
-    try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
-    except Exception as exc:  # MlflowException for unknown names, aliases or versions
-        raise ModelError(f"cannot fetch {uri} from MLflow: {exc}") from None
-    found = sorted(local.rglob(WEIGHTS))
-    if not found or not (found[0].parent / DESCRIPTION).is_file():
-        raise ModelError(f"{uri} is not an hpsweep model (no {WEIGHTS} and {DESCRIPTION} among its files)")
-    return found[0].parent
+    with tempfile.TemporaryDirectory(prefix="hpsweep-model-") as tmp:
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
+        except Exception as exc:  # MlflowException for unknown names, aliases or versions
+            raise ModelError(f"cannot fetch {uri} from MLflow: {exc}") from None
+        found = sorted(local.rglob(WEIGHTS))
+        if not found or not (found[0].parent / DESCRIPTION).is_file():
+            raise ModelError(f"{uri} is not an hpsweep model (no {WEIGHTS} and {DESCRIPTION} among its files)")
+        yield found[0].parent
+
+
+def load_registered(uri: str) -> tuple[Net, dict[str, Any]]:
+    """The network (in eval mode) and description of `models:/...` or `runs:/...`; nothing stays on disk."""
+    with fetch_model(uri) as folder:
+        return load_model(folder)
 
 
 def registry_state_dict(uri: str) -> dict[str, torch.Tensor]:
     """The weights of `models:/NAME@ALIAS` or `models:/NAME/VERSION`, read as tensors only."""
-    return load_state_dict(fetch_model(uri) / WEIGHTS)
+    with fetch_model(uri) as folder:
+        return load_state_dict(folder / WEIGHTS)
 
 
 def model_inputs(raw: Any, description: dict[str, Any]) -> torch.Tensor:

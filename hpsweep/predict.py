@@ -23,11 +23,11 @@ def _fail(field: str, message: str) -> PredictError:
 def predict(model_uri: str, source: Path, uri: str | None = None) -> pd.DataFrame:
     import mlflow
 
-    from hpsweep.export import fetch_model, load_model, raw_outputs, to_predictions
+    from hpsweep.export import load_registered, raw_outputs, to_predictions
     from hpsweep.tracking import tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri(uri))
-    net, description = load_model(fetch_model(model_uri))
+    net, description = load_registered(model_uri)
     prep = description["preprocessing"]
     names, inputs = _read_inputs(source, prep)
     try:

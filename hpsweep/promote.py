@@ -133,9 +133,9 @@ def _raw_test_inputs(spec: SweepSpec, data: PreparedData) -> Any:
 
 def _evaluate(model_uri: str, data: PreparedData, inputs: Any) -> dict[str, float]:
     """Test metrics of one model; its own preprocessing is applied to the raw inputs."""
-    from hpsweep.export import fetch_model, load_model, raw_outputs
+    from hpsweep.export import load_registered, raw_outputs
 
-    net, description = load_model(fetch_model(model_uri))
+    net, description = load_registered(model_uri)
     assert data.test is not None
     prep = description["preprocessing"]
     try:

@@ -475,11 +475,12 @@ def _write_files(report: SweepReport, sweep: RecordedSweep, client: Any, folder:
 
 
 def _confusion(client: Any, run_id: str) -> dict[str, Any] | None:
-    try:
-        path = client.download_artifacts(run_id, CONFUSION_FILE)
-    except Exception:
-        return None  # a regression sweep, or a trial that never reported one
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    with tempfile.TemporaryDirectory(prefix="hpsweep-") as tmp:
+        try:
+            path = client.download_artifacts(run_id, CONFUSION_FILE, dst_path=tmp)
+        except Exception:
+            return None  # a regression sweep, or a trial that never reported one
+        return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def _value(value: Any) -> str:

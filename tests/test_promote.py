@@ -148,7 +148,7 @@ def test_the_pyfunc_predicts_what_the_loop_evaluates(store, run_cli):
 
     from hpsweep.batches import BatchPlan, batches
     from hpsweep.data import prepare
-    from hpsweep.export import fetch_model, load_model
+    from hpsweep.export import load_registered
     from hpsweep.spec import load_spec
 
     folder, uri = store
@@ -157,7 +157,7 @@ def test_the_pyfunc_predicts_what_the_loop_evaluates(store, run_cli):
     pyfunc = mlflow.pyfunc.load_model("models:/digits@champion")
     data = prepare(load_spec(folder / "strong.yaml"))
     served = pyfunc.predict(data.test.x.numpy())["label"].to_numpy()
-    net, _ = load_model(fetch_model("models:/digits@champion"))
+    net, _ = load_registered("models:/digits@champion")
     plan = BatchPlan(True, data.mean, data.std, None, torch.device("cpu"))
     with torch.no_grad():
         looped = torch.cat([net.eval()(x).argmax(1) for x, _ in batches(data.test, 128, plan, train=False)])
@@ -188,6 +188,27 @@ def test_predict_writes_a_csv_in_input_order(store, run_cli, digit_files, tmp_pa
     assert code == 2 and err.strip() == f"hpsweep: {tmp_path / 'nope'}: no such file or folder"
 
 
+def test_promotion_prediction_and_the_report_leave_nothing_in_the_temp_folder(store, run_cli, digit_files,
+                                                                              tmp_path, monkeypatch):
+    """Each fetches files from MLflow (the models, the recorded sweep, the best trial's confusion matrix)
+    into a temporary copy, which is gone when the command ends: repeated use does not fill the disk."""
+    import tempfile
+
+    _, uri = store
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    assert _promote(run_cli, store, "strong")[0] == 0
+    assert _promote(run_cli, store, "weak")[0] == 0  # evaluates the champion and the challenger
+    code, _, err = run_cli("predict", "models:/digits@champion", str(digit_files / "folders"),
+                           "--out", str(tmp_path / "predictions.csv"), "--tracking-uri", uri)
+    assert code == 0, err
+    code, _, err = run_cli("report", "strong", "--no-log", "--out", str(tmp_path / "report"),
+                           "--tracking-uri", uri)
+    assert code == 0 and (tmp_path / "report" / "confusion_matrix.png").is_file(), err
+    assert sorted(p.name for p in scratch.iterdir()) == []
+
+
 def test_sweep_and_promotion_against_a_postgresql_backed_server(ray_session, postgres_mlflow, tmp_path, run_cli):
     import psycopg
 
@@ -207,7 +228,9 @@ def test_sweep_and_promotion_against_a_postgresql_backed_server(ray_session, pos
     from hpsweep.export import fetch_model
 
     mlflow.set_tracking_uri(uri)
-    assert (fetch_model("models:/digits@champion") / "weights.pt").is_file()  # artifacts through the server
+    with fetch_model("models:/digits@champion") as model:  # the artifacts, through the server
+        assert (model / "weights.pt").is_file()
+    assert not model.exists()  # and nothing of them left on disk
 
 
 def test_the_champion_serves_with_mlflow_models_serve(store, run_cli):
