@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import platform
+import shutil
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +40,15 @@ def interleaved(sides: dict[str, Callable[[], float]], repeats: int, warm_up: bo
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def scratch_folder() -> Path:
+    """A new temporary folder for a benchmark's sweeps, removed when the benchmark process exits: an
+    outcome may still read the sweep's MLflow store after the sweep, and Ray's processes write into it
+    until `ray.shutdown`. Without this every `make bench` left a few hundred MB behind."""
+    folder = Path(tempfile.mkdtemp(prefix="hpsweep-bench-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def timed(fn: Callable[[], Any]) -> float:

@@ -6,11 +6,9 @@ from __future__ import annotations
 import logging
 import os
 import random
-import tempfile
-from pathlib import Path
 from typing import Any
 
-from bench.common import Outcome, median
+from bench.common import Outcome, median, scratch_folder
 from hpsweep.spec import validate_data
 from hpsweep.tracking import TrialRecord
 
@@ -23,6 +21,8 @@ SPACE: dict[str, Any] = {
 }
 #: the target is what the top tenth of the random side's trials reach: a configuration a person would keep
 TARGET_QUANTILE = 0.9
+#: how close to the target (accuracy) the trials a search with foresight runs end: the bound pruning has
+FORESIGHT = (0.01, 0.02, 0.05)
 
 
 def _raw(algorithm: str, scheduler: str, trials: int, epochs: int, seed: int) -> dict[str, Any]:
@@ -99,6 +99,17 @@ def expected_epochs_to_target(records: list[TrialRecord], target: float,
     return missed / (len(hits) + 1) + sum(hits) / len(hits)
 
 
+def foresight_epochs_to_target(records: list[TrialRecord], target: float, within: float,
+                                metric: str = "val_accuracy") -> int | None:
+    """`epochs_to_target` for a search that knew in advance which trials end within `within` of `target`
+    and ran only those, each for all its epochs, in the same order: what pruning could save at best if
+    it told apart, from their first epochs, trials that end that close to each other."""
+    near = [r for r in records
+            if max((float(e.get(metric, float("-inf"))) for e in r.history), default=float("-inf"))
+            >= target - within]
+    return epochs_to_target(near, target, metric)
+
+
 def pooled_interval(pairs: list[tuple[float, float]], level: float = 0.9, draws: int = 10_000,
                     seed: int = 0) -> tuple[float, float]:
     """A bootstrap interval over seeds for sum(first) / sum(second): the seeds are redrawn with
@@ -130,7 +141,7 @@ def search_efficiency(quick: bool, seeds: tuple[int, ...] = tuple(range(1, 11)))
 
     trials, epochs = (4, 3) if quick else (40, 27)
     seeds = (0,) if quick else seeds
-    folder = Path(tempfile.mkdtemp(prefix="hpsweep-bench-"))
+    folder = scratch_folder()
     uri = f"sqlite:///{folder / 'mlflow.db'}"
 
     def sweep(algorithm: str, scheduler: str, seed: int) -> list[TrialRecord]:
@@ -141,6 +152,7 @@ def search_efficiency(quick: bool, seeds: tuple[int, ...] = tuple(range(1, 11)))
 
     costs: dict[str, list[int]] = {"random": [], "tpe": []}
     expected: list[float] = []
+    foresight: dict[float, int] = dict.fromkeys(FORESIGHT, 0)
     gaps, notes, ran, stopped = [], [], 0, 0
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     try:
@@ -159,6 +171,8 @@ def search_efficiency(quick: bool, seeds: tuple[int, ...] = tuple(range(1, 11)))
             costs["tpe"].append(asha_cost)
             costs["random"].append(spent["random"] or 1)
             expected.append(expected_epochs_to_target(found["random"], target) or 1.0)
+            for within in FORESIGHT:
+                foresight[within] += foresight_epochs_to_target(found["random"], target, within) or 1
             if spent["tpe"] is not None:
                 before = spent_before_target(found["tpe"], target, epochs)
                 ran, stopped = ran + before[0], stopped + before[1]
@@ -177,6 +191,8 @@ def search_efficiency(quick: bool, seeds: tuple[int, ...] = tuple(range(1, 11)))
     ratio, gap = sum(costs["tpe"]) / sum(costs["random"]), median(gaps)
     low, high = pooled_interval(list(zip(costs["tpe"], costs["random"], strict=True)))
     over_orders = sum(costs["tpe"]) / sum(expected)
+    known = ", ".join(f"{100 * within:.0f} points {count} ({count / sum(costs['random']):.2f})"
+                      for within, count in foresight.items())
     return Outcome(
         "search efficiency",
         ratio,
@@ -185,6 +201,8 @@ def search_efficiency(quick: bool, seeds: tuple[int, ...] = tuple(range(1, 11)))
         f"trial-epochs to the target summed over {len(seeds)} seeds: {sum(costs['tpe'])} vs "
         f"{sum(costs['random'])} (90% bootstrap interval over seeds {low:.2f}-{high:.2f}; against random "
         f"search's count averaged over every order of its trials, {sum(expected):.0f}: {over_orders:.3f}); "
+        f"running only random search's trials known in advance to end within so many points of the target: "
+        f"{known}; "
         f"MLP on digits, {trials} trials of up to {epochs} epochs per side, one at a "
         f"time; target: the "
         f"{TARGET_QUANTILE:.0%} quantile of random search's trial bests; median best-accuracy gap "

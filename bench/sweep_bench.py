@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from bench.common import Outcome, interleaved, median, timed
+from bench.common import Outcome, interleaved, median, scratch_folder, timed
 from bench.loop_bench import CONFIG
 from hpsweep.data import prepare
 from hpsweep.quiet import quiet
@@ -67,7 +66,7 @@ def harness_overhead(quick: bool) -> list[Outcome]:
 
     trials, repeats = (2, 1) if quick else (8, 3)
     concurrency = min(trials, os.cpu_count() or 1)
-    folder = Path(tempfile.mkdtemp(prefix="hpsweep-bench-"))
+    folder = scratch_folder()
     data = prepare(_spec(folder, trials, 1)[0])
     # trials of about TRIAL_S on this machine, whatever its speed: the goal is stated for 2-10 s trials
     epochs = 1 if quick else max(2, round(TRIAL_S / _bare_epoch_s(_spec(folder, trials, 1)[0], data)))
@@ -146,7 +145,7 @@ def memory(quick: bool) -> Outcome:
     from hpsweep.runner import plan_sweep, run_sweep
 
     trials, epochs, repeats = (2, 1, 1) if quick else (6, 6, 3)
-    folder = Path(tempfile.mkdtemp(prefix="hpsweep-bench-"))
+    folder = scratch_folder()
     spec, raw = _spec(folder, trials, epochs)
     data = prepare(spec)
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
@@ -190,7 +189,7 @@ def concurrent_tracking(quick: bool) -> Outcome:
     from hpsweep.runner import plan_sweep, run_sweep
 
     trials, epochs = 8, (2 if quick else 5)
-    folder = Path(tempfile.mkdtemp(prefix="hpsweep-bench-"))
+    folder = scratch_folder()
     raw = {"name": "bench-concurrent", "trainable": "image_classifier", "data": {"source": "sklearn_digits"},
            "model": {"name": "mlp"}, "train": {"epochs": epochs, "metric": "val_accuracy"},
            "search": {"algorithm": "random", "num_trials": trials, "max_concurrent": trials},
@@ -230,7 +229,7 @@ def fractional_gpu(quick: bool) -> list[Outcome]:
     import ray
 
     trials, epochs, repeats = (4, 1, 1) if quick else (8, 12, 3)
-    folder = Path(tempfile.mkdtemp(prefix="hpsweep-bench-"))
+    folder = scratch_folder()
     specs = {}
     for side, gpu in (("shared", 0.25), ("whole", 1)):
         _, raw = _spec(folder, trials, epochs)

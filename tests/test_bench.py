@@ -3,6 +3,7 @@ are measurements, never test assertions."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -12,11 +13,15 @@ from conftest import REPO
 
 
 @pytest.mark.slow
-def test_every_benchmark_runs_in_quick_mode_and_writes_the_table(tmp_path):
-    out = tmp_path / "RESULTS.md"
+def test_every_benchmark_runs_in_quick_mode_writes_the_table_and_leaves_no_scratch_behind(tmp_path):
+    out, scratch = tmp_path / "RESULTS.md", tmp_path / "scratch"
+    scratch.mkdir()
+    # the benchmarks' temporary folders go to TMPDIR; Ray's session stays in /tmp/ray, as usual
+    env = {**os.environ, "TMPDIR": str(scratch), "RAY_TMPDIR": "/tmp"}
     done = subprocess.run([sys.executable, "-m", "bench.run", "--quick", "--out", str(out)], cwd=REPO,
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=900, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert not list(scratch.glob("hpsweep-bench-*")), "a benchmark left its sweeps' folder behind"
     table = out.read_text()
     for name in ("harness overhead", "per-trial cost", "loop efficiency", "data path", "tracking overhead",
                  "tracking at 8 concurrent trials", "frozen phase", "memory",
@@ -69,3 +74,19 @@ def test_bootstrap_interval_over_seeds_brackets_the_pooled_ratio_and_narrows_whe
     pooled = sum(a for a, _ in spread) / sum(b for _, b in spread)
     assert low < pooled < high
     assert pooled_interval(spread) == (low, high)  # seeded: the same interval every run
+
+
+def test_a_search_with_foresight_spends_epochs_only_on_trials_that_end_near_the_target():
+    from bench.search_bench import epochs_to_target, foresight_epochs_to_target
+    from hpsweep.tracking import TrialRecord
+
+    def trial(number: int, *accuracies: float) -> TrialRecord:
+        return TrialRecord(run_id=f"r{number}", number=number,
+                           history=[{"val_accuracy": a} for a in accuracies])
+
+    # trial 1 is far below the target, trial 2 ends 1.5 points below it, trial 3 reaches it in epoch 3
+    records = [trial(1, 0.5, 0.6, 0.7), trial(2, 0.95, 0.965, 0.96), trial(3, 0.9, 0.97, 0.98)]
+    assert epochs_to_target(records, 0.98) == 3 + 3 + 3
+    assert foresight_epochs_to_target(records, 0.98, within=0.02) == 3 + 3
+    assert foresight_epochs_to_target(records, 0.98, within=0.01) == 3
+    assert foresight_epochs_to_target(records, 0.99, within=0.0) is None
