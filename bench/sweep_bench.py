@@ -84,7 +84,8 @@ def harness_overhead(quick: bool) -> list[Outcome]:
             return _timed_sweep(spec, raw, folder, next(counter))
 
         # the fixed start-up: a sweep of one one-epoch trial per CPU (worker start, data, MLflow, the model)
-        values = interleaved({"bare": bare, "sweep": sweep, "startup": lambda: sweep(tiny, tiny_raw)}, repeats)
+        values = interleaved({"bare": bare, "sweep": sweep, "startup": lambda: sweep(tiny, tiny_raw)}, repeats,
+                             warm_up=not quick)  # quick mode only checks that it runs
     finally:
         ray.shutdown()
     ideal = median(values["bare"]) / concurrency
@@ -170,7 +171,8 @@ def memory(quick: bool) -> Outcome:
                               uri=f"sqlite:///{folder / 'mlflow.db'}")
             run_sweep(spec, plan, "bench")
 
-        values = interleaved({"hpsweep": lambda: _peak_rss(ours), "bare": lambda: _peak_rss(bare)}, repeats)
+        values = interleaved({"hpsweep": lambda: _peak_rss(ours), "bare": lambda: _peak_rss(bare)}, repeats,
+                             warm_up=not quick)  # quick mode only checks that it runs
     finally:
         ray.shutdown()
     mine, base = median(values["hpsweep"]), median(values["bare"])
@@ -244,7 +246,8 @@ def fractional_gpu(quick: bool) -> list[Outcome]:
     ray.init(num_cpus=os.cpu_count(), num_gpus=1, include_dashboard=False, log_to_driver=False,
              logging_level=logging.ERROR)
     try:
-        values = interleaved({"shared": lambda: sweep("shared"), "whole": lambda: sweep("whole")}, repeats)
+        values = interleaved({"shared": lambda: sweep("shared"), "whole": lambda: sweep("whole")}, repeats,
+                             warm_up=not quick)  # quick mode only checks that it runs
     finally:
         ray.shutdown()
     shared, whole = median(values["shared"]), median(values["whole"])
