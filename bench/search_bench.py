@@ -104,9 +104,7 @@ def foresight_epochs_to_target(records: list[TrialRecord], target: float, within
     """`epochs_to_target` for a search that knew in advance which trials end within `within` of `target`
     and ran only those, each for all its epochs, in the same order: what pruning could save at best if
     it told apart, from their first epochs, trials that end that close to each other."""
-    near = [r for r in records
-            if max((float(e.get(metric, float("-inf"))) for e in r.history), default=float("-inf"))
-            >= target - within]
+    near = [r for r in records if _reached_at(r, target - within, metric) is not None]
     return epochs_to_target(near, target, metric)
 
 

@@ -28,7 +28,7 @@ from hpsweep.params import Choice, IntRange, LogUniform, Uniform
 from hpsweep.plots import _pyplot
 from hpsweep.space import Dimension, SearchSpace, _encode
 from hpsweep.status import RecordedSweep, find_sweep
-from hpsweep.tracking import CONFUSION_FILE, PARENT_TAG, tracking_uri
+from hpsweep.tracking import CONFUSION_FILE, PARENT_TAG, read_artifact_text, tracking_uri
 
 log = logging.getLogger(__name__)
 REPORT_ARTIFACTS = "report"
@@ -475,12 +475,11 @@ def _write_files(report: SweepReport, sweep: RecordedSweep, client: Any, folder:
 
 
 def _confusion(client: Any, run_id: str) -> dict[str, Any] | None:
-    with tempfile.TemporaryDirectory(prefix="hpsweep-") as tmp:
-        try:
-            path = client.download_artifacts(run_id, CONFUSION_FILE, dst_path=tmp)
-        except Exception:
-            return None  # a regression sweep, or a trial that never reported one
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+    try:
+        text = read_artifact_text(client, run_id, CONFUSION_FILE)
+    except Exception:
+        return None  # a regression sweep, or a trial that never reported one
+    return json.loads(text)
 
 
 def _value(value: Any) -> str:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hpsweep.spec import SweepSpec
-from hpsweep.tracking import BASE_DIR_TAG, EFFECTIVE_SWEEP, PARENT_TAG, SWEEP_TAG, tracking_uri
+from hpsweep.tracking import BASE_DIR_TAG, EFFECTIVE_SWEEP, PARENT_TAG, SWEEP_TAG, read_artifact_text, tracking_uri
 
 
 class UnknownSweep(LookupError):
@@ -79,9 +78,7 @@ def find_sweep(client: Any, ref: str) -> RecordedSweep:
         parent = latest_parent(client, load_spec(ref).experiment_name if ref.endswith((".yaml", ".yml")) else ref)
     if SWEEP_TAG not in parent.data.tags or PARENT_TAG in parent.data.tags:
         raise UnknownSweep(f"run {parent.info.run_id} is not an hpsweep sweep's parent run")
-    with tempfile.TemporaryDirectory(prefix="hpsweep-") as tmp:
-        text = client.download_artifacts(parent.info.run_id, EFFECTIVE_SWEEP, dst_path=tmp)
-        raw = yaml.safe_load(Path(text).read_text(encoding="utf-8"))
+    raw = yaml.safe_load(read_artifact_text(client, parent.info.run_id, EFFECTIVE_SWEEP))
     base_dir = Path(parent.data.tags.get(BASE_DIR_TAG, "."))
     return RecordedSweep(parent, validate_data(raw, parent.data.tags.get("hpsweep.source", "<sweep>"), base_dir), raw)
 

@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -69,6 +70,13 @@ def epoch_step(result: Mapping[str, Any], default: int) -> int:
 def epoch_metrics(result: Mapping[str, Any]) -> dict[str, float]:
     """The numbers of a reported result that are metrics of the model (no Ray or hpsweep bookkeeping)."""
     return {k: float(v) for k, v in result.items() if _is_metric(k, v)}
+
+
+def read_artifact_text(client: Any, run_id: str, path: str) -> str:
+    """A run's artifact file as text, through a temporary copy that is removed (MLflow's own download
+    would leave a folder behind in /tmp every time)."""
+    with tempfile.TemporaryDirectory(prefix="hpsweep-") as tmp:
+        return Path(client.download_artifacts(run_id, path, dst_path=tmp)).read_text(encoding="utf-8")
 
 
 def create_sqlite_store(uri: str) -> None:
