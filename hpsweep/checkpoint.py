@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +17,10 @@ import torch
 from hpsweep.errors import CheckpointError
 
 CHECKPOINT_FILE = "checkpoint.pt"
+#: a checkpoint is staged for Ray in a temporary folder named after the machine and the process writing it
+STAGING_PREFIX = "hpsweep-checkpoint-"
+
+log = logging.getLogger(__name__)
 
 
 def save_checkpoint(state: dict[str, Any], folder: Path) -> Path:
@@ -38,3 +48,39 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict) or "model" not in state or "epoch" not in state:
         raise CheckpointError(f"{path} is not an hpsweep checkpoint")
     return state
+
+
+@contextmanager
+def staging_folder() -> Iterator[Path]:
+    """A temporary folder for one checkpoint on its way to Ray, removed when the report returns. Its name
+    holds this process's id and host, so that a folder left by a worker killed meanwhile (kill -9, the
+    kernel's OOM killer, its driver killed while the trial waited at a report) is known for an orphan."""
+    with tempfile.TemporaryDirectory(prefix=f"{STAGING_PREFIX}{os.getpid()}-{socket.gethostname()}-") as folder:
+        yield Path(folder)
+
+
+def remove_orphaned_staging(root: Path | None = None) -> list[Path]:
+    """Remove the staging folders under `root` (the temporary folder by default) that were made on this
+    host by a process that no longer runs; folders of live processes, of other hosts sharing the folder,
+    or not named by `staging_folder` are left alone. Returns the folders removed."""
+    root = Path(tempfile.gettempdir()) if root is None else root
+    host, removed = socket.gethostname(), []
+    for folder in root.glob(f"{STAGING_PREFIX}*"):
+        pid, _, rest = folder.name.removeprefix(STAGING_PREFIX).partition("-")
+        if not pid.isdigit() or not rest.startswith(f"{host}-") or _running(int(pid)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    if removed:
+        log.info("removed %d checkpoint folder(s) left in %s by killed trials", len(removed), root)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True

@@ -11,7 +11,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hpsweep.best_model import model_logger
+from hpsweep.checkpoint import remove_orphaned_staging
 from hpsweep.data.base import DataError, PreparedData
 from hpsweep.interrupt import INTERRUPT, graceful_interrupt, relay_interrupt
 from hpsweep.params import param_extremes
@@ -163,6 +163,7 @@ def run_sweep(spec: SweepSpec, plan: SweepPlan, sweep_text: str, *,
                 import ray
 
                 ray.shutdown()
+            remove_orphaned_staging()  # workers killed here (the sweep's own, when Ray stopped mid-report)
 
 
 class StorageNotShared(ValueError):
@@ -404,8 +405,9 @@ def _trial_entry(config: dict[str, Any], sweep: dict[str, Any], data: PreparedDa
     import torch
     from ray import tune
 
-    from hpsweep.checkpoint import load_checkpoint, save_checkpoint
+    from hpsweep.checkpoint import load_checkpoint, save_checkpoint, staging_folder
 
+    remove_orphaned_staging()  # what workers killed on this machine while saving a checkpoint left behind
     spec = validate_data(sweep["raw"], sweep["source"], Path(sweep["base_dir"]))
     torch.set_num_threads(max(1, math.floor(spec.resources.cpu)))  # no oversubscription when trials share CPUs
     resume, reported = None, []
@@ -434,10 +436,10 @@ def _trial_entry(config: dict[str, Any], sweep: dict[str, Any], data: PreparedDa
         if state is None:
             tune.report(metrics)
             return
-        with tempfile.TemporaryDirectory() as folder:
-            save_checkpoint(state, Path(folder))
+        with staging_folder() as folder:
+            save_checkpoint(state, folder)
             # what the trial reported so far goes with its state: the driver may not have written it yet
-            (Path(folder) / REPORTED_FILE).write_text(json.dumps(reported), encoding="utf-8")
+            (folder / REPORTED_FILE).write_text(json.dumps(reported), encoding="utf-8")
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
     # HyperBand pauses trials at its rungs, and a paused trial continues from the checkpoint of its last

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,9 +40,46 @@ def _run(run_cli, folder: Path, sweep: Path):
                    "--storage", str(folder / "results"))
 
 
+def _killed_while_saving(root: Path) -> Path:
+    """A process that stages a checkpoint as a trial does and is killed with -9 before its report returns:
+    the folder it leaves behind."""
+    code = ("from hpsweep.checkpoint import staging_folder\n"
+            "with staging_folder() as folder:\n"
+            "    (folder / 'checkpoint.pt').write_bytes(b'state')\n"
+            "    print(folder, flush=True)\n"
+            "    input()\n")
+    process = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "TMPDIR": str(root)},
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    folder = Path(process.stdout.readline().strip())
+    process.kill()
+    process.wait()
+    assert folder.parent == root and (folder / "checkpoint.pt").exists()
+    return folder
+
+
+def test_checkpoint_folders_of_killed_processes_are_removed_and_others_kept(tmp_path):
+    from hpsweep.checkpoint import STAGING_PREFIX, remove_orphaned_staging, staging_folder
+
+    orphan = _killed_while_saving(tmp_path)
+    elsewhere = tmp_path / orphan.name.replace(socket.gethostname(), "another-host")  # a shared /tmp
+    elsewhere.mkdir()
+    unrelated = tmp_path / f"{STAGING_PREFIX}notes"
+    unrelated.mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tempfile, "tempdir", str(tmp_path))
+        with staging_folder() as mine:  # this process is alive: its folder is in use
+            assert remove_orphaned_staging() == [orphan]
+            assert mine.exists()
+    assert sorted(tmp_path.iterdir()) == sorted([elsewhere, unrelated])
+
+
 def test_a_killed_worker_resumes_from_its_checkpoint(ray_session, tmp_path, run_cli):
+    # the workers stage checkpoints in this process's temporary folder: one left there by a worker
+    # killed with -9 while saving is removed by the next sweep on this machine
+    orphan = _killed_while_saving(Path(tempfile.gettempdir()))
     code, _, err = _run(run_cli, tmp_path, _sweep(tmp_path, "crashy", max_failures=1))
     assert code == 0, err
+    assert not orphan.exists()
     assert (tmp_path / "attempts.txt").read_text().count("start") == 2  # died once, started again
     ((run, client),) = _trial_runs(tmp_path, "crashy")
     history = client.get_metric_history(run.info.run_id, "val_accuracy")
