@@ -287,8 +287,12 @@ def test_a_lost_worker_node_moves_its_trial_to_another_node(tmp_path):
     _steady(tmp_path, trials=1, epochs=6, x=0.5, max_failures=2)
     script = tmp_path / "node_loss.py"
     script.write_text(NODE_LOSS)
+    # removing a node kills its processes with no clean-up: what they leave in TMPDIR stays in tmp_path
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "TMPDIR": str(scratch), "RAY_TMPDIR": "/tmp"}
     done = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True,
-                          timeout=300, env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
+                          timeout=300, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "removed" in done.stdout
     ran = _epochs_logged(tmp_path)
