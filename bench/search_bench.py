@@ -189,7 +189,8 @@ def search_efficiency(quick: bool, seeds: tuple[int, ...] = tuple(range(1, 11)))
     ratio, gap = sum(costs["tpe"]) / sum(costs["random"]), median(gaps)
     low, high = pooled_interval(list(zip(costs["tpe"], costs["random"], strict=True)))
     over_orders = sum(costs["tpe"]) / sum(expected)
-    known = ", ".join(f"{100 * within:.0f} points {count} ({count / sum(costs['random']):.2f})"
+    known = ", ".join(f"{100 * within:.0f} point{'' if round(100 * within) == 1 else 's'} {count} "
+                      f"({count / sum(costs['random']):.2f})"
                       for within, count in foresight.items())
     return Outcome(
         "search efficiency",
