@@ -113,6 +113,9 @@ def ray_cluster() -> Iterator[dict[str, str]]:
     gcs, dashboard = free_port(), free_port()
     # short temp dirs (Ray's socket paths have a length limit); one per node, as on separate hosts
     temps = [tempfile.mkdtemp(prefix="hr", dir="/tmp") for _ in range(2)]
+    # and what the nodes' Python processes leave in TMPDIR when they are stopped goes with them
+    scratch = tempfile.mkdtemp(prefix="hpsweep-cluster-")
+    env["TMPDIR"] = scratch
     started: list[subprocess.Popen[bytes]] = []
 
     def node(*args: str, temp: str) -> None:
@@ -139,7 +142,7 @@ def ray_cluster() -> Iterator[dict[str, str]]:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
-        for temp in temps:
+        for temp in [*temps, scratch]:
             shutil.rmtree(temp, ignore_errors=True)
 
 
