@@ -23,6 +23,8 @@ SPACE: dict[str, Any] = {
 TARGET_QUANTILE = 0.9
 #: how close to the target (accuracy) the trials a search with foresight runs end: the bound pruning has
 FORESIGHT = (0.01, 0.02, 0.05)
+#: TPE's start-up trials (Optuna's default, which hpsweep keeps): drawn at random, as random search draws
+TPE_STARTUP = 10
 
 
 def _raw(algorithm: str, scheduler: str, trials: int, epochs: int, seed: int) -> dict[str, Any]:
@@ -63,6 +65,14 @@ def epochs_to_target(records: list[TrialRecord], target: float, metric: str = "v
         if reached is not None:
             return spent + reached
         spent += len(record.history)
+    return None
+
+
+def trials_to_target(records: list[TrialRecord], target: float, metric: str = "val_accuracy") -> int | None:
+    """How many trials ran, in their order, up to and including the first that reaches `target`."""
+    for count, record in enumerate(sorted(records, key=lambda r: r.number), 1):
+        if _reached_at(record, target, metric) is not None:
+            return count
     return None
 
 
@@ -152,6 +162,7 @@ def search_efficiency(quick: bool, seeds: tuple[int, ...] = tuple(range(1, 11)))
     expected: list[float] = []
     foresight: dict[float, int] = dict.fromkeys(FORESIGHT, 0)
     gaps, notes, ran, stopped = [], [], 0, 0
+    early = 0  # seeds on which random search reached the target within TPE's start-up trials
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     try:
         for turn, seed in enumerate(seeds):
@@ -169,6 +180,7 @@ def search_efficiency(quick: bool, seeds: tuple[int, ...] = tuple(range(1, 11)))
             costs["tpe"].append(asha_cost)
             costs["random"].append(spent["random"] or 1)
             expected.append(expected_epochs_to_target(found["random"], target) or 1.0)
+            early += (trials_to_target(found["random"], target) or trials + 1) <= TPE_STARTUP
             for within in FORESIGHT:
                 foresight[within] += foresight_epochs_to_target(found["random"], target, within) or 1
             if spent["tpe"] is not None:
@@ -201,7 +213,8 @@ def search_efficiency(quick: bool, seeds: tuple[int, ...] = tuple(range(1, 11)))
         f"{sum(costs['random'])} (90% bootstrap interval over seeds {low:.2f}-{high:.2f}; against random "
         f"search's count averaged over every order of its trials, {sum(expected):.0f}: {over_orders:.3f}); "
         f"running only random search's trials known in advance to end within so many points of the target: "
-        f"{known}; "
+        f"{known}; random search reached the target within its first {TPE_STARTUP} trials, which TPE draws "
+        f"alike (its start-up trials), on {early} of {len(seeds)} seeds; "
         f"MLP on digits, {trials} trials of up to {epochs} epochs per side, one at a "
         f"time; target: the "
         f"{TARGET_QUANTILE:.0%} quantile of random search's trial bests; median best-accuracy gap "

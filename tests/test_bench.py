@@ -31,7 +31,7 @@ def test_every_benchmark_runs_in_quick_mode_writes_the_table_and_leaves_no_scrat
 
 
 def test_search_efficiency_counts_trial_epochs_in_the_order_trials_ran():
-    from bench.search_bench import epochs_to_target, spent_before_target
+    from bench.search_bench import epochs_to_target, spent_before_target, trials_to_target
     from hpsweep.tracking import TrialRecord
 
     def trial(number: int, *accuracies: float) -> TrialRecord:
@@ -43,6 +43,8 @@ def test_search_efficiency_counts_trial_epochs_in_the_order_trials_ran():
     assert epochs_to_target(records, 0.9) == 4 + 1 + 2
     assert spent_before_target(records, 0.9, epochs=4) == (4, 1)
     assert epochs_to_target(records, 0.99) is None
+    assert trials_to_target(records, 0.9) == 3 and trials_to_target(records, 0.7) == 1
+    assert trials_to_target(records, 0.99) is None
 
 
 def test_random_search_cost_over_every_order_of_its_trials_matches_counting_each_order():
