@@ -56,39 +56,38 @@ def _reached_at(record: TrialRecord, target: float, metric: str) -> int | None:
     return None
 
 
-def epochs_to_target(records: list[TrialRecord], target: float, metric: str = "val_accuracy") -> int | None:
-    """Trial-epochs spent, trial after trial in the order they ran, up to and including the first epoch
-    whose metric reaches `target`; None when no epoch does."""
-    spent = 0
+def _before_target(records: list[TrialRecord], target: float, metric: str) -> tuple[list[TrialRecord], int | None]:
+    """The trials, in the order they ran, before the first whose metric reaches `target`, and the epoch
+    (counted from 1) at which that one reached it; all the trials and None when none does."""
+    before: list[TrialRecord] = []
     for record in sorted(records, key=lambda r: r.number):
         reached = _reached_at(record, target, metric)
         if reached is not None:
-            return spent + reached
-        spent += len(record.history)
-    return None
+            return before, reached
+        before.append(record)
+    return before, None
+
+
+def epochs_to_target(records: list[TrialRecord], target: float, metric: str = "val_accuracy") -> int | None:
+    """Trial-epochs spent, trial after trial in the order they ran, up to and including the first epoch
+    whose metric reaches `target`; None when no epoch does."""
+    before, reached = _before_target(records, target, metric)
+    return None if reached is None else sum(len(r.history) for r in before) + reached
 
 
 def trials_to_target(records: list[TrialRecord], target: float, metric: str = "val_accuracy") -> int | None:
     """How many trials ran, in their order, up to and including the first that reaches `target`."""
-    for count, record in enumerate(sorted(records, key=lambda r: r.number), 1):
-        if _reached_at(record, target, metric) is not None:
-            return count
-    return None
+    before, reached = _before_target(records, target, metric)
+    return None if reached is None else len(before) + 1
 
 
 def spent_before_target(records: list[TrialRecord], target: float, epochs: int,
                         metric: str = "val_accuracy") -> tuple[int, int]:
     """Of the trial-epochs spent before the trial that first reaches `target`: those in trials that ran
     all `epochs` (the scheduler let them through every rung) and those in trials it stopped early."""
-    ran, stopped = 0, 0
-    for record in sorted(records, key=lambda r: r.number):
-        if _reached_at(record, target, metric) is not None:
-            break
-        if len(record.history) >= epochs:
-            ran += len(record.history)
-        else:
-            stopped += len(record.history)
-    return ran, stopped
+    before, _ = _before_target(records, target, metric)
+    ran = sum(len(r.history) for r in before if len(r.history) >= epochs)
+    return ran, sum(len(r.history) for r in before) - ran
 
 
 def expected_epochs_to_target(records: list[TrialRecord], target: float,
