@@ -6,9 +6,12 @@ from __future__ import annotations
 import logging
 import os
 import random
+from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
 from bench.common import Outcome, median, scratch_folder
+from hpsweep.sections import Asha
 from hpsweep.spec import validate_data
 from hpsweep.tracking import TrialRecord
 
@@ -25,6 +28,10 @@ TARGET_QUANTILE = 0.9
 FORESIGHT = (0.01, 0.02, 0.05)
 #: TPE's start-up trials (Optuna's default, which hpsweep keeps): drawn at random, as random search draws
 TPE_STARTUP = 10
+#: ASHA settings replayed over random search's trials: hpsweep's defaults and those around them
+ASHA_DEFAULT = (float(Asha.model_fields["reduction_factor"].default), int(Asha.model_fields["grace_period"].default))
+REPLAY_REDUCTION_FACTORS = (2.0, 3.0, 4.0, 5.0)
+REPLAY_GRACE_PERIODS = (1, 2, 3, 4)
 
 
 def _raw(algorithm: str, scheduler: str, trials: int, epochs: int, seed: int) -> dict[str, Any]:
@@ -117,6 +124,30 @@ def foresight_epochs_to_target(records: list[TrialRecord], target: float, within
     return epochs_to_target(near, target, metric)
 
 
+def replay_asha(records: list[TrialRecord], target: float, epochs: int, reduction_factor: float = ASHA_DEFAULT[0],
+                grace_period: int = ASHA_DEFAULT[1], metric: str = "val_accuracy") -> int | None:
+    """`epochs_to_target` had Ray Tune's own ASHA scheduler watched these trials, one at a time in the
+    order they ran: each trial's recorded epochs go to it one by one until it says stop. Over random
+    search's full-budget trials this is ASHA without TPE, on the very configurations and learning curves
+    random search drew, so it tells the scheduler's share of a saving from the sampler's."""
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    scheduler = ASHAScheduler(time_attr="training_iteration", metric=metric, mode="max", max_t=epochs,
+                              grace_period=grace_period, reduction_factor=reduction_factor)
+    watched = []
+    for record in sorted(records, key=lambda r: r.number):
+        trial = SimpleNamespace(trial_id=str(record.number))  # all the scheduler reads of a trial
+        scheduler.on_trial_add(None, trial)  # type: ignore[arg-type]
+        ran = len(record.history)
+        for step, epoch in enumerate(record.history, 1):
+            result = {"training_iteration": step, metric: float(epoch.get(metric, float("-inf")))}
+            if scheduler.on_trial_result(None, trial, result) == TrialScheduler.STOP:  # type: ignore[arg-type]
+                ran = step
+                break
+        watched.append(replace(record, history=record.history[:ran]))
+    return epochs_to_target(watched, target, metric)
+
+
 def pooled_interval(pairs: list[tuple[float, float]], level: float = 0.9, draws: int = 10_000,
                     seed: int = 0) -> tuple[float, float]:
     """A bootstrap interval over seeds for sum(first) / sum(second): the seeds are redrawn with
@@ -162,6 +193,8 @@ def search_efficiency(quick: bool, seeds: tuple[int, ...] = tuple(range(1, 11)))
     foresight: dict[float, int] = dict.fromkeys(FORESIGHT, 0)
     gaps, notes, ran, stopped = [], [], 0, 0
     early = 0  # seeds on which random search reached the target within TPE's start-up trials
+    settings = [(rf, grace) for rf in REPLAY_REDUCTION_FACTORS for grace in REPLAY_GRACE_PERIODS if grace <= epochs]
+    replayed: dict[tuple[float, int], int] = dict.fromkeys(settings, 0)
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     try:
         for turn, seed in enumerate(seeds):
@@ -179,6 +212,9 @@ def search_efficiency(quick: bool, seeds: tuple[int, ...] = tuple(range(1, 11)))
             costs["tpe"].append(asha_cost)
             costs["random"].append(spent["random"] or 1)
             expected.append(expected_epochs_to_target(found["random"], target) or 1.0)
+            for rf, grace in settings:
+                cost = replay_asha(found["random"], target, epochs, rf, grace)
+                replayed[(rf, grace)] += cost if cost is not None else total["random"] + 1
             early += (trials_to_target(found["random"], target) or trials + 1) <= TPE_STARTUP
             for within in FORESIGHT:
                 foresight[within] += foresight_epochs_to_target(found["random"], target, within) or 1
@@ -200,6 +236,15 @@ def search_efficiency(quick: bool, seeds: tuple[int, ...] = tuple(range(1, 11)))
     ratio, gap = sum(costs["tpe"]) / sum(costs["random"]), median(gaps)
     low, high = pooled_interval(list(zip(costs["tpe"], costs["random"], strict=True)))
     over_orders = sum(costs["tpe"]) / sum(expected)
+    default = replayed[ASHA_DEFAULT]
+    best_rf, best_grace = min(settings, key=lambda setting: replayed[setting])
+    best_ratio = replayed[(best_rf, best_grace)] / sum(costs["random"])
+    factors = ", ".join(f"{rf:g}" for rf in REPLAY_REDUCTION_FACTORS)
+    alone = (f"ASHA alone, Ray Tune's ASHA scheduler replayed over random search's own trials in their order: "
+             f"{default} ({default / sum(costs['random']):.3f}) at hpsweep's defaults (reduction factor "
+             f"{ASHA_DEFAULT[0]:g}, grace period {ASHA_DEFAULT[1]}), at best {best_ratio:.3f} over reduction "
+             f"factors {factors} and grace periods up to {max(grace for _, grace in settings)} (reduction "
+             f"factor {best_rf:g}, grace period {best_grace})")
     known = ", ".join(f"{100 * within:.0f} point{'' if round(100 * within) == 1 else 's'} {count} "
                       f"({count / sum(costs['random']):.2f})"
                       for within, count in foresight.items())
@@ -212,7 +257,7 @@ def search_efficiency(quick: bool, seeds: tuple[int, ...] = tuple(range(1, 11)))
         f"{sum(costs['random'])} (90% bootstrap interval over seeds {low:.2f}-{high:.2f}; against random "
         f"search's count averaged over every order of its trials, {sum(expected):.0f}: {over_orders:.3f}); "
         f"running only random search's trials known in advance to end within so many points of the target: "
-        f"{known}; random search reached the target within its first {TPE_STARTUP} trials, which TPE draws "
+        f"{known}; {alone}; random search reached the target within its first {TPE_STARTUP} trials, which TPE draws "
         f"alike (its start-up trials), on {early} of {len(seeds)} seeds; "
         f"MLP on digits, {trials} trials of up to {epochs} epochs per side, one at a "
         f"time; target: the "

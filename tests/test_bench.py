@@ -92,3 +92,23 @@ def test_a_search_with_foresight_spends_epochs_only_on_trials_that_end_near_the_
     assert foresight_epochs_to_target(records, 0.98, within=0.02) == 3 + 3
     assert foresight_epochs_to_target(records, 0.98, within=0.01) == 3
     assert foresight_epochs_to_target(records, 0.99, within=0.0) is None
+
+
+def test_asha_replayed_over_recorded_trials_stops_those_behind_and_counts_only_the_epochs_they_ran():
+    from bench.search_bench import epochs_to_target, replay_asha
+    from hpsweep.tracking import TrialRecord
+
+    def trial(number: int, *accuracies: float) -> TrialRecord:
+        return TrialRecord(run_id=f"r{number}", number=number,
+                           history=[{"val_accuracy": a} for a in accuracies])
+
+    # trial 1 has nothing to be compared with and runs all 3 epochs; trial 2 is behind it after epoch 1
+    # and is stopped there, though it would have reached 0.95 in epoch 3; trial 3 stays ahead and hits
+    records = [trial(1, 0.5, 0.6, 0.7), trial(2, 0.3, 0.9, 0.95), trial(3, 0.6, 0.8, 0.99)]
+    assert epochs_to_target(records, 0.99) == 9
+    assert replay_asha(records, 0.99, epochs=3) == 3 + 1 + 3
+    assert epochs_to_target(records, 0.95) == 6
+    assert replay_asha(records, 0.95, epochs=3) == 3 + 1 + 3  # the late bloomer's hit is lost
+    # a grace period of 3 epochs lets every trial run in full: the count is random search's own
+    assert replay_asha(records, 0.95, epochs=3, grace_period=3) == 6
+    assert replay_asha(records, 0.999, epochs=3) is None
