@@ -320,11 +320,23 @@ def _tuner(spec: SweepSpec, data: PreparedData | None, pretrained: Any, plan: Sw
     sweep = {"raw": plan.state.raw, "source": spec.source, "base_dir": str(spec.base_dir)}
     trainable = tune.with_resources(tune.with_parameters(_trial_entry, sweep=sweep, data=data, pretrained=pretrained),
                                     {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
-    if plan.resuming and tune.Tuner.can_restore(str(plan.folder)):
+    if plan.resuming and _restorable(plan.folder):
         # Unpickles the experiment's state: the results folder must be trusted (see README).
         return tune.Tuner.restore(str(plan.folder), trainable=trainable, resume_unfinished=True,
                                   resume_errored=False, restart_errored=False)
     return _build_tuner(spec, trainable, plan)
+
+
+def _restorable(folder: Path) -> bool:
+    """Whether Ray Tune saved enough of the sweep to restore it: the tuner, then (every few seconds) the
+    experiment's state, then the searcher's. A driver killed in between leaves the tuner without the
+    rest, and Ray's restore then starts the experiment over with a single trial (it does not pass the
+    number of samples on; seen with Ray 2.60). Such a sweep is started anew in the same folder instead:
+    its trials had not been saved by Ray, so the tracker deletes their runs and they run again."""
+    from ray import tune
+
+    return (tune.Tuner.can_restore(str(folder)) and any(folder.glob("experiment_state-*.json"))
+            and any(folder.glob("search_gen_state-*.json")))
 
 
 def _build_tuner(spec: SweepSpec, trainable: Any, plan: SweepPlan) -> Any:

@@ -120,8 +120,31 @@ def _assert_complete_exactly_once(folder: Path, trials: int, epochs: int) -> Non
     assert len(xs) == trials  # the restored searcher never proposed a finished trial again
 
 
+def test_a_driver_killed_before_ray_first_saved_the_sweep_reruns_all_of_it(ray_address, tmp_path):
+    """Ray writes its tuner at once and the experiment's state only seconds later: a rerun in between
+    used to restore a one-trial experiment (seen once in CI with a kill at a random point)."""
+    sweep = _steady(tmp_path)
+    driver = _driver(tmp_path, ray_address, "run", str(sweep))
+    deadline = time.time() + 90
+    while not (tuners := list((tmp_path / "results").glob("*/tuner.pkl"))):
+        assert time.time() < deadline and driver.poll() is None, "Ray never saved the tuner"
+        time.sleep(0.01)
+    driver.kill()
+    driver.wait()
+    # whenever the kill came, leave what a kill just before Ray's first save of the experiment leaves
+    folder = tuners[0].parent
+    for saved in ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl"):
+        for path in folder.glob(saved):
+            path.unlink()
+    final = _driver(tmp_path, ray_address, "run", str(sweep))
+    out, _ = final.communicate(timeout=300)
+    assert final.returncode == 0, out
+    _assert_complete_exactly_once(tmp_path, trials=4, epochs=6)
+
+
 def test_sigkill_at_random_points_then_rerun_completes_the_sweep_exactly_once(ray_address, tmp_path):
     seed = int(os.environ.get("HPSWEEP_TEST_SEED", time.time_ns() % 10_000))
+    print(f"HPSWEEP_TEST_SEED={seed}")  # shown with a failure, to run the same kills again
     rng = random.Random(seed)
     sweep = _steady(tmp_path)
     kills = 0
