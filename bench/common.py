@@ -42,6 +42,17 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def round_ratios(values: dict[str, list[float]], numerator: str, denominator: str) -> list[float]:
+    """Each round's ratio of two sides of `interleaved`. The two sides of one round ran back to back, so a
+    machine that slows down or speeds up between rounds moves both alike and leaves the ratio be; the
+    ratio of the two sides' medians, taken apart, mixes rounds that ran at different speeds."""
+    return [top / bottom for top, bottom in zip(values[numerator], values[denominator], strict=True)]
+
+
+def listed(ratios: list[float]) -> str:
+    return ", ".join(f"{ratio:.3f}" for ratio in ratios)
+
+
 def scratch_folder() -> Path:
     """A new temporary folder for a benchmark's sweeps, removed when the benchmark process exits: an
     outcome may still read the sweep's MLflow store after the sweep, and Ray's processes write into it

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from bench.common import Outcome, interleaved, median, timed
+from bench.common import Outcome, interleaved, listed, median, round_ratios, timed
 from hpsweep.data import prepare
 from hpsweep.loop import fit, resolve_precision
 from hpsweep.space import SearchSpace
@@ -93,10 +93,12 @@ def loop_efficiency(quick: bool) -> Outcome:
         values = interleaved({"hpsweep": lambda: timed(lambda: (_train(spec, data), _sync())),
                               "hand": lambda: timed(lambda: (_hand_loop(spec, data), _sync()))}, repeats)
     ours, hand = images / median(values["hpsweep"]), images / median(values["hand"])
-    ratio = ours / hand
+    ratios = round_ratios(values, "hand", "hpsweep")  # throughput is the inverse of the time
+    ratio = median(ratios)
     return Outcome("loop efficiency", ratio, ">= 0.97", ratio >= 0.97,
                    f"CNN on digits, {epochs} epochs on {_device().type}: shared loop {ours:,.0f} img/s, "
-                   f"hand-written {hand:,.0f} img/s")
+                   f"hand-written {hand:,.0f} img/s (medians); ratio: the median of each round's "
+                   f"({listed(ratios)})")
 
 
 def data_path(quick: bool) -> Outcome:
@@ -125,11 +127,13 @@ def data_path(quick: bool) -> Outcome:
 
         values = interleaved({"files": lambda: run("files"), "tensors": lambda: run("tensors")}, repeats)
     ours, base = median(values["files"]), median(values["tensors"])
-    ratio = ours / base
-    one = median(single["files"][-repeats:]) / median(single["tensors"][-repeats:])
+    ratios = round_ratios(values, "files", "tensors")
+    ratio = median(ratios)
+    one = median(round_ratios({side: runs[-repeats:] for side, runs in single.items()}, "files", "tensors"))
     return Outcome("data path", ratio, ">= 0.95", ratio >= 0.95,
                    f"1,797 digit PNGs (image_folder) {ours:,.0f} img/s vs scikit-learn's tensors {base:,.0f} img/s "
-                   f"over a sweep of {trials} trials of {epochs} epochs, decoding included (once per sweep); "
+                   f"over a sweep of {trials} trials of {epochs} epochs, decoding included (once per sweep), "
+                   f"each round's ratio {listed(ratios)}; "
                    f"a single {epochs}-epoch run, decoding included: {one:.3f}")
 
 
@@ -266,7 +270,7 @@ def mixed_precision(quick: bool) -> list[Outcome]:
 
         values = interleaved({"auto": lambda: epoch(auto), "fp32": lambda: epoch(fp32)}, repeats)
     ours, base = median(values["auto"]), median(values["fp32"])
-    ratio = ours / base
+    ratio = median(round_ratios(values, "auto", "fp32"))
     return [Outcome("mixed precision (GPU)", ratio, "< 1 (faster than fp32)", ratio < 1,
                     f"ResNet-18 at 224x224, batch 128, on digits, {torch.cuda.get_device_name(0)}: autocast to "
                     f"{resolve_precision('auto', torch.device('cuda'))} with channels_last {ours:.3f} s per "
