@@ -143,7 +143,8 @@ def frozen_phase(quick: bool) -> Outcome:
         spec = sweep_spec(Path(folder), 2, model="resnet18", freeze=True, image_size=32)
         data = prepare(spec)
         ratios, frozen, full = [], [], []
-        _train(spec, data, {"freeze_epochs": 1})  # warm-up, not recorded
+        if not quick:  # quick mode only checks that it runs: a ResNet-18 fit is its slowest part
+            _train(spec, data, {"freeze_epochs": 1})  # warm-up, not recorded
         for _ in range(repeats):  # one fit: epoch 1 frozen, epoch 2 full, on the same warm process
             first, second = _train(spec, data, {"freeze_epochs": 1})
             ratios.append(first / second)
