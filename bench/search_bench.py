@@ -26,8 +26,6 @@ SPACE: dict[str, Any] = {
 TARGET_QUANTILE = 0.9
 #: how close to the target (accuracy) the trials a search with foresight runs end: the bound pruning has
 FORESIGHT = (0.01, 0.02, 0.05)
-#: TPE's start-up trials (Optuna's default, which hpsweep keeps): drawn at random, as random search draws
-TPE_STARTUP = 10
 #: ASHA settings replayed over random search's trials: hpsweep's defaults and those around them
 ASHA_DEFAULT = (float(Asha.model_fields["reduction_factor"].default), int(Asha.model_fields["grace_period"].default))
 REPLAY_REDUCTION_FACTORS = (2.0, 3.0, 4.0, 5.0)
@@ -195,6 +193,8 @@ def search_efficiency(quick: bool, seeds: tuple[int, ...] = tuple(range(1, 11)))
     early = 0  # seeds on which random search reached the target within TPE's start-up trials
     settings = [(rf, grace) for rf in REPLAY_REDUCTION_FACTORS for grace in REPLAY_GRACE_PERIODS if grace <= epochs]
     replayed: dict[tuple[float, int], int] = dict.fromkeys(settings, 0)
+    # TPE's start-up trials, drawn at random as random search draws them: hpsweep's count for this many trials
+    startup = validate_data(_raw("tpe", "asha", trials, epochs, 0), "bench.yaml").startup_trials or 0
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     try:
         for turn, seed in enumerate(seeds):
@@ -215,7 +215,7 @@ def search_efficiency(quick: bool, seeds: tuple[int, ...] = tuple(range(1, 11)))
             for rf, grace in settings:
                 cost = replay_asha(found["random"], target, epochs, rf, grace)
                 replayed[(rf, grace)] += cost if cost is not None else total["random"] + 1
-            early += (trials_to_target(found["random"], target) or trials + 1) <= TPE_STARTUP
+            early += (trials_to_target(found["random"], target) or trials + 1) <= startup
             for within in FORESIGHT:
                 foresight[within] += foresight_epochs_to_target(found["random"], target, within) or 1
             if spent["tpe"] is not None:
@@ -257,7 +257,7 @@ def search_efficiency(quick: bool, seeds: tuple[int, ...] = tuple(range(1, 11)))
         f"{sum(costs['random'])} (90% bootstrap interval over seeds {low:.2f}-{high:.2f}; against random "
         f"search's count averaged over every order of its trials, {sum(expected):.0f}: {over_orders:.3f}); "
         f"running only random search's trials known in advance to end within so many points of the target: "
-        f"{known}; {alone}; random search reached the target within its first {TPE_STARTUP} trials, which TPE draws "
+        f"{known}; {alone}; random search reached the target within its first {startup} trials, which TPE draws "
         f"alike (its start-up trials), on {early} of {len(seeds)} seeds; "
         f"MLP on digits, {trials} trials of up to {epochs} epochs per side, one at a "
         f"time; target: the "

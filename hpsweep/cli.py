@@ -9,11 +9,14 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpsweep import __version__
 from hpsweep.cli_render import ProgressTable, print_decision, short
 from hpsweep.errors import SpecError
+
+if TYPE_CHECKING:
+    from hpsweep.spec import SweepSpec
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 EXIT_BROKEN_PIPE = 128 + 13  #: what a shell reports for a process that SIGPIPE ended
@@ -52,8 +55,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 print(line, file=sys.stderr)
             continue
         searched = len(SearchSpace.of(spec).dimensions())
-        print(f"{path}: ok ({spec.num_trials} trials, {spec.search.algorithm}, {searched} searched parameters)")
+        print(f"{path}: ok ({spec.num_trials} trials, {_searching(spec)}, {searched} searched parameters)")
     return EXIT_BAD_INPUT if failed else EXIT_OK
+
+
+def _searching(spec: SweepSpec) -> str:
+    """'tpe search, the first 4 trials at random': the sampler, and how long it draws blind."""
+    if spec.startup_trials is None:
+        return f"{spec.search.algorithm} search"
+    blind = min(spec.startup_trials, spec.num_trials)
+    return f"{spec.search.algorithm} search, the first {f'{blind} trials' if blind > 1 else 'trial'} at random"
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -72,7 +83,7 @@ def cmd_space(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.file)
     space = SearchSpace.of(spec)
-    print(f"sweep {spec.name}: {spec.search.algorithm}, {spec.num_trials} trials")
+    print(f"sweep {spec.name}: {spec.num_trials} trials, {_searching(spec)}")
     print("searched:")
     for dim in space.dimensions():
         print(f"  {dim.name:<34} {dim.describe()}")
@@ -181,7 +192,7 @@ def _launch(args: argparse.Namespace, spec: Any, raw: dict[str, Any], sweep_text
         print(f"--restart: sweep {plan.abandoned[1].sweep_id} is abandoned (its open runs are closed); "
               f"starting afresh")
     verb = "resuming" if plan.resuming else "starting"
-    print(f"{verb} sweep {plan.sweep_id}: {spec.num_trials} trials, {spec.search.algorithm} search, "
+    print(f"{verb} sweep {plan.sweep_id}: {spec.num_trials} trials, {_searching(spec)}, "
           f"{spec.search.scheduler.name} scheduler, optimising {spec.train.metrics()[0]}")
     table = ProgressTable(spec.train.metrics()[0], sys.stdout.isatty())
     try:

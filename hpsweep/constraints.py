@@ -12,7 +12,7 @@ from typing import Any
 
 from hpsweep.errors import Problem, show_value
 from hpsweep.params import Choice, param_extremes, param_values
-from hpsweep.sections import IMAGE_SOURCES, TORCHVISION_MODELS
+from hpsweep.sections import DEFAULT_TRIALS, IMAGE_SOURCES, MODELLING, TORCHVISION_MODELS
 
 Check = Callable[..., list[Problem]]
 
@@ -104,6 +104,13 @@ def _algorithm_fits(search: Any, train: Any, space: Any, model: Any) -> list[Pro
                                 "(list two or more, or use tpe)"))
     if algorithm == "cmaes" and n_metrics > 1:
         problems.append(Problem("search.algorithm", f"cmaes optimises one metric; train.metric names {n_metrics}"))
+    if search.startup_trials is not None:
+        if algorithm not in MODELLING:
+            problems.append(Problem("search.startup_trials", f"{algorithm} does not model past trials; start-up "
+                                    f"trials are for {', '.join(MODELLING)}"))
+        elif search.startup_trials >= (trials := search.num_trials or DEFAULT_TRIALS):
+            problems.append(Problem("search.startup_trials", f"{search.startup_trials} start-up trials leave none "
+                                    f"of the {trials} trials to {algorithm} (lower it, or use algorithm: random)"))
     if n_metrics > 1 and search.scheduler.name != "fifo":
         problems.append(Problem("search.scheduler", f"{search.scheduler.name} stops trials by one metric; "
                                 f"with {n_metrics} metrics use fifo"))

@@ -605,6 +605,7 @@ def _settings(spec: Any) -> dict[str, str]:
     return {"trainable": spec.trainable, "data.source": spec.data.source, "model": str(spec.model.names()),
             "train.epochs": str(spec.train.epochs), "train.metric": ",".join(spec.train.metrics()),
             "search.algorithm": search.algorithm, "search.num_trials": str(spec.num_trials),
+            "search.startup_trials": str(spec.startup_trials or "-"),
             "search.scheduler": search.scheduler.name,
             "resources": f"cpu {spec.resources.cpu:g}, gpu {spec.resources.gpu:g}"}
 

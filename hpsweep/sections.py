@@ -296,6 +296,12 @@ class Median(StrictModel):
 SchedulerSpec = _named_union("trial scheduler", "name", Fifo, Asha, Hyperband, Median)
 
 ALGORITHMS = ("tpe", "random", "qmc", "grid", "cmaes", "gp", "nsga2")
+#: trials a sweep runs when search.num_trials is not given (grid: every point)
+DEFAULT_TRIALS = 10
+#: the samplers that model past trials, after start-up trials drawn at random
+MODELLING = ("tpe", "gp", "cmaes")
+#: Optuna's start-up trials for tpe and gp, which hpsweep keeps for sweeps of 30 trials or more
+STARTUP_CAP = 10
 
 
 class SearchSpec(StrictModel):
@@ -307,6 +313,9 @@ class SearchSpec(StrictModel):
     time_budget: Annotated[float | None, BeforeValidator(_duration, json_schema_input_type=float | str | None)] = Field(
         None, gt=0, description="end the sweep after it has run this long, over all its resumes: seconds, or 30m, 2h")
     scheduler: SchedulerSpec = Fifo(name="fifo")
+    startup_trials: int | None = Field(
+        None, ge=1, description="trials drawn at random before tpe, gp or cmaes model the results "
+        "(default: a third of num_trials, at most 10, for tpe and gp; the sampler's own for cmaes)")
     seed: int | None = Field(None, ge=0, description="sampler seed (default: train.seed)")
     max_failures: int = Field(0, ge=0, description="times a crashed trial is retried from its latest checkpoint")
 

@@ -304,6 +304,7 @@ def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
     import optuna
 
     seed = spec.search.seed if spec.search.seed is not None else spec.train.seed
+    startup = {} if spec.startup_trials is None else {"n_startup_trials": spec.startup_trials}
     samplers = optuna.samplers
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -311,7 +312,7 @@ def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
             case "tpe":
                 # multivariate + group model conditional spaces jointly; constant_liar keeps
                 # concurrent trials from piling onto the same point.
-                return samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True)
+                return samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True, **startup)
             case "random":
                 return samplers.RandomSampler(seed=seed)
             case "qmc":
@@ -322,9 +323,9 @@ def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
 
                 return GridSampler(seed=seed)
             case "cmaes":
-                return samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+                return samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False, **startup)
             case "gp":
-                return samplers.GPSampler(seed=seed, warn_independent_sampling=False)
+                return samplers.GPSampler(seed=seed, warn_independent_sampling=False, **startup)
             case "nsga2":
                 return samplers.NSGAIISampler(seed=seed)
     raise ValueError(f"unknown algorithm {spec.search.algorithm!r}")  # pragma: no cover - Literal-checked

@@ -14,6 +14,8 @@ from hpsweep.errors import SpecError
 from hpsweep.optim import Declared
 from hpsweep.params import Domain, Param, knob
 from hpsweep.sections import (
+    DEFAULT_TRIALS,
+    STARTUP_CAP,
     DataSpec,
     ModelSpec,
     RegistrySpec,
@@ -130,7 +132,18 @@ class SweepSpec(StrictModel):
 
         if self.search.num_trials:
             return self.search.num_trials
-        return grid_size(self) if self.search.algorithm == "grid" else 10
+        return grid_size(self) if self.search.algorithm == "grid" else DEFAULT_TRIALS
+
+    @property
+    def startup_trials(self) -> int | None:
+        """Trials the sampler draws at random before it models the results: as written, or for tpe and gp a
+        third of the trials, at most Optuna's 10, so that a short sweep is not a random search under
+        another name; None where the sampler's own setting stands (cmaes) or nothing is modelled."""
+        if self.search.startup_trials is not None:
+            return self.search.startup_trials
+        if self.search.algorithm in ("tpe", "gp"):
+            return max(1, min(STARTUP_CAP, self.num_trials // 3))
+        return None
 
 
 def available_trainables() -> list[str]:

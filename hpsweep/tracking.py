@@ -293,7 +293,7 @@ class SweepTracker:
                 "trainable": self.spec.trainable, "algorithm": search.algorithm, "num_trials": self.spec.num_trials,
                 "scheduler": search.scheduler.name, "metric": self.metric, "mode": self.mode,
                 "epochs": self.spec.train.epochs, "data.source": self.spec.data.source,
-            }))
+            } | ({} if self.spec.startup_trials is None else {"startup_trials": self.spec.startup_trials})))
         else:
             self.client.set_tag(self.parent_id, "hpsweep.num_trials", str(self.spec.num_trials))
         self.client.log_text(self.parent_id, sweep_text, "sweep/sweep.yaml")

@@ -170,7 +170,7 @@ def test_sampled_trials_respect_bounds_branches_and_constraints(space, algorithm
         assert_trial_respects_spec(compiled, compiled.sample(trial))
         return rng.random()
 
-    study.optimize(objective, n_trials=12)  # past TPE's 10 start-up trials, so the model samples too
+    study.optimize(objective, n_trials=12)  # well past the start-up trials, so the model samples too
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
 
 
@@ -289,3 +289,38 @@ def test_a_trial_config_comes_back_from_mlflows_text_params_with_its_types():
         assert back == config
         assert space.resolve(back) == space.resolve(config)
     assert space.from_logged({"grad_clip": "None"}) == {"grad_clip": None}
+
+
+def _lrs(spec: SweepSpec, trials: int) -> list[float]:
+    """The learning rates a study with the spec's sampler proposes, each scored by its distance from 1e-3."""
+    import math
+
+    compiled = SearchSpace.of(spec)
+    study = optuna.create_study(sampler=make_sampler(spec), direction="maximize")
+    study.optimize(lambda t: -abs(math.log10(compiled.sample(t)["lr"]) + 3.0), n_trials=trials)
+    return [t.params["lr"] for t in study.trials]
+
+
+@pytest.mark.parametrize("algorithm", ["tpe", "gp"])
+def test_a_short_model_based_sweep_draws_a_third_of_its_trials_at_random(algorithm):
+    """12 trials: the first 4 are random search's own draws (same seed), and from the 5th the sampler
+    follows the results, where Optuna's own default would draw 10 of the 12 blind."""
+    space = {"lr": {"loguniform": [1e-6, 1.0]}}
+    spec = _spec(space, algorithm, 12)
+    assert spec.startup_trials == 4
+    modelled, blind = _lrs(spec, 12), _lrs(_spec(space, "random", 12), 12)
+    assert modelled[:4] == blind[:4]
+    assert modelled[4] != blind[4]
+    assert _spec(space, algorithm, 60).startup_trials == 10  # long sweeps keep Optuna's 10
+
+
+def test_startup_trials_as_written_are_drawn_blind_before_the_model_acts():
+    space = {"lr": {"loguniform": [1e-6, 1.0]}}
+    spec = validate_data({
+        "name": "prop", "trainable": "image_classifier", "data": {"source": "sklearn_digits"},
+        "train": {"epochs": EPOCHS, "metric": "val_accuracy"},
+        "search": {"algorithm": "tpe", "num_trials": 12, "startup_trials": 7}, "space": space,
+    }, "<startup>")
+    modelled, blind = _lrs(spec, 9), _lrs(_spec(space, "random", 12), 9)
+    assert modelled[:7] == blind[:7]
+    assert modelled[7:] != blind[7:]

@@ -45,6 +45,11 @@ BAD_CONFIGS = [
     ("search.num_trials", "greater than or equal to 1", {"search": {"num_trials": 0}}),
     ("search.num_trials", "greater than or equal to 1", {"search": {"num_trials": -3}}),
     ("search.algorithm", "did you mean 'random'", {"search": {"algorithm": "randm"}}),
+    ("search.startup_trials", "random does not model past trials",
+     {"search": {"algorithm": "random", "startup_trials": 2}}),
+    ("search.startup_trials", "4 start-up trials leave none of the 4 trials to tpe", {"search": {"startup_trials": 4}}),
+    ("search.startup_trials", "leave none of the 10 trials", {"search": {"num_trials": None, "startup_trials": 12}}),
+    ("search.startup_trials", "greater than or equal to 1", {"search": {"startup_trials": 0}}),
     ("search.time_budget", "duration", {"search": {"time_budget": "ten minutes"}}),
     ("train.checkpoint_every", "duration", {"train": {"checkpoint_every": "often"}}),
     ("train.checkpoint_every", "greater than or equal to 0", {"train": {"checkpoint_every": -1}}),
@@ -156,7 +161,7 @@ def test_valid_and_invalid_files_together(sweep_file, run_cli):
     good, bad = sweep_file(), sweep_file({"space": {"lr": {"loguniform": [0, 1]}}})
     code, out, err = run_cli("validate", str(good), str(bad))
     assert code == 2
-    assert out.startswith(f"{good}: ok (4 trials, tpe, 1 searched parameters)")
+    assert out.startswith(f"{good}: ok (4 trials, tpe search, the first trial at random, 1 searched parameters)")
     assert err.startswith(f"{bad}: space.lr: ")
 
 
