@@ -123,14 +123,17 @@ def foresight_epochs_to_target(records: list[TrialRecord], target: float, within
 
 
 def replay_asha(records: list[TrialRecord], target: float, epochs: int, reduction_factor: float = ASHA_DEFAULT[0],
-                grace_period: int = ASHA_DEFAULT[1], metric: str = "val_accuracy") -> int | None:
+                grace_period: int = ASHA_DEFAULT[1], metric: str = "val_accuracy",
+                rank_by: tuple[str, str] | None = None) -> int | None:
     """`epochs_to_target` had Ray Tune's own ASHA scheduler watched these trials, one at a time in the
     order they ran: each trial's recorded epochs go to it one by one until it says stop. Over random
     search's full-budget trials this is ASHA without TPE, on the very configurations and learning curves
-    random search drew, so it tells the scheduler's share of a saving from the sampler's."""
+    random search drew, so it tells the scheduler's share of a saving from the sampler's. `rank_by`, a
+    (metric, mode) pair: what ASHA compares trials by at its rungs, when not `metric` itself."""
     from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-    scheduler = ASHAScheduler(time_attr="training_iteration", metric=metric, mode="max", max_t=epochs,
+    ranked, mode = rank_by or (metric, "max")
+    scheduler = ASHAScheduler(time_attr="training_iteration", metric=ranked, mode=mode, max_t=epochs,
                               grace_period=grace_period, reduction_factor=reduction_factor)
     watched = []
     for record in sorted(records, key=lambda r: r.number):
@@ -138,12 +141,26 @@ def replay_asha(records: list[TrialRecord], target: float, epochs: int, reductio
         scheduler.on_trial_add(None, trial)  # type: ignore[arg-type]
         ran = len(record.history)
         for step, epoch in enumerate(record.history, 1):
-            result = {"training_iteration": step, metric: float(epoch.get(metric, float("-inf")))}
+            missing = float("-inf") if mode == "max" else float("inf")
+            result = {"training_iteration": step, ranked: float(epoch.get(ranked, missing))}
             if scheduler.on_trial_result(None, trial, result) == TrialScheduler.STOP:  # type: ignore[arg-type]
                 ran = step
                 break
         watched.append(replace(record, history=record.history[:ran]))
     return epochs_to_target(watched, target, metric)
+
+
+def with_final_best(records: list[TrialRecord], metric: str = "val_accuracy") -> list[TrialRecord]:
+    """The trials with every epoch also holding `FINAL_BEST`, the best `metric` the trial ends with: ranked
+    by it, ASHA judges each trial at each rung as if it knew from its first epoch how the trial ends."""
+    def final(record: TrialRecord) -> float:
+        return max((float(e.get(metric, float("-inf"))) for e in record.history), default=float("-inf"))
+
+    return [replace(r, history=[{**e, FINAL_BEST: final(r)} for e in r.history]) for r in records]
+
+
+#: the key `with_final_best` adds
+FINAL_BEST = "final_best"
 
 
 def pooled_interval(pairs: list[tuple[float, float]], level: float = 0.9, draws: int = 10_000,
@@ -193,6 +210,9 @@ def search_efficiency(quick: bool, seeds: tuple[int, ...] = tuple(range(1, 11)))
     early = 0  # seeds on which random search reached the target within TPE's start-up trials
     settings = [(rf, grace) for rf in REPLAY_REDUCTION_FACTORS for grace in REPLAY_GRACE_PERIODS if grace <= epochs]
     replayed: dict[tuple[float, int], int] = dict.fromkeys(settings, 0)
+    by_loss = 0  # ASHA alone at the defaults, comparing trials by validation loss instead of accuracy
+    # ASHA alone comparing trials by the best accuracy each ends with: perfect ranking at every rung
+    oracle: dict[tuple[float, int], int] = dict.fromkeys(settings, 0)
     # TPE's start-up trials, drawn at random as random search draws them: hpsweep's count for this many trials
     startup = validate_data(_raw("tpe", "asha", trials, epochs, 0), "bench.yaml").startup_trials or 0
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
@@ -215,6 +235,12 @@ def search_efficiency(quick: bool, seeds: tuple[int, ...] = tuple(range(1, 11)))
             for rf, grace in settings:
                 cost = replay_asha(found["random"], target, epochs, rf, grace)
                 replayed[(rf, grace)] += cost if cost is not None else total["random"] + 1
+            cost = replay_asha(found["random"], target, epochs, rank_by=("val_loss", "min"))
+            by_loss += cost if cost is not None else total["random"] + 1
+            knowing = with_final_best(found["random"])
+            for rf, grace in settings:
+                cost = replay_asha(knowing, target, epochs, rf, grace, rank_by=(FINAL_BEST, "max"))
+                oracle[(rf, grace)] += cost if cost is not None else total["random"] + 1
             early += (trials_to_target(found["random"], target) or trials + 1) <= startup
             for within in FORESIGHT:
                 foresight[within] += foresight_epochs_to_target(found["random"], target, within) or 1
@@ -244,7 +270,11 @@ def search_efficiency(quick: bool, seeds: tuple[int, ...] = tuple(range(1, 11)))
              f"{default} ({default / sum(costs['random']):.3f}) at hpsweep's defaults (reduction factor "
              f"{ASHA_DEFAULT[0]:g}, grace period {ASHA_DEFAULT[1]}), at best {best_ratio:.3f} over reduction "
              f"factors {factors} and grace periods up to {max(grace for _, grace in settings)} (reduction "
-             f"factor {best_rf:g}, grace period {best_grace})")
+             f"factor {best_rf:g}, grace period {best_grace}); at the defaults comparing trials by validation "
+             f"loss instead of accuracy: {by_loss} ({by_loss / sum(costs['random']):.3f}); comparing them by the "
+             f"best accuracy each trial ends with (ranking known in advance, so no early signal could rank "
+             f"better): {oracle[ASHA_DEFAULT]} ({oracle[ASHA_DEFAULT] / sum(costs['random']):.3f}) at the "
+             f"defaults, at best {min(oracle.values()) / sum(costs['random']):.3f} over the same settings")
     known = ", ".join(f"{100 * within:.0f} point{'' if round(100 * within) == 1 else 's'} {count} "
                       f"({count / sum(costs['random']):.2f})"
                       for within, count in foresight.items())

@@ -112,3 +112,24 @@ def test_asha_replayed_over_recorded_trials_stops_those_behind_and_counts_only_t
     # a grace period of 3 epochs lets every trial run in full: the count is random search's own
     assert replay_asha(records, 0.95, epochs=3, grace_period=3) == 6
     assert replay_asha(records, 0.999, epochs=3) is None
+    # compared by a loss that ranks trial 2 ahead after epoch 1, ASHA keeps the late bloomer and stops
+    # trial 3, whose accuracy led: the count is taken on accuracy all the same
+    for record, losses in zip(records, [(1.0, 0.9, 0.8), (0.4, 0.3, 0.2), (2.0, 1.0, 0.1)], strict=True):
+        for epoch, loss in zip(record.history, losses, strict=True):
+            epoch["val_loss"] = loss
+    assert replay_asha(records, 0.95, epochs=3, rank_by=("val_loss", "min")) == 3 + 3
+    assert replay_asha(records, 0.99, epochs=3, rank_by=("val_loss", "min")) is None
+
+
+def test_asha_ranking_trials_by_how_they_end_keeps_the_late_bloomer_it_would_otherwise_stop():
+    from bench.search_bench import FINAL_BEST, replay_asha, with_final_best
+    from hpsweep.tracking import TrialRecord
+
+    records = [TrialRecord(run_id=f"r{n}", number=n, history=[{"val_accuracy": a} for a in accuracies])
+               for n, accuracies in enumerate([(0.5, 0.6, 0.7), (0.3, 0.9, 0.95)], 1)]
+    knowing = with_final_best(records)
+    assert [e[FINAL_BEST] for r in knowing for e in r.history] == [0.7] * 3 + [0.95] * 3
+    assert [e["val_accuracy"] for e in knowing[1].history] == [0.3, 0.9, 0.95]  # the curve itself is kept
+    # ranked by accuracy at epoch 1, trial 2 is behind trial 1 and stopped; ranked by how it ends, it runs
+    assert replay_asha(records, 0.95, epochs=3) is None
+    assert replay_asha(knowing, 0.95, epochs=3, rank_by=(FINAL_BEST, "max")) == 3 + 3
