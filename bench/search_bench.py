@@ -150,6 +150,10 @@ def replay_asha(records: list[TrialRecord], target: float, epochs: int, reductio
     return epochs_to_target(watched, target, metric)
 
 
+#: the key `with_final_best` adds
+FINAL_BEST = "final_best"
+
+
 def with_final_best(records: list[TrialRecord], metric: str = "val_accuracy") -> list[TrialRecord]:
     """The trials with every epoch also holding `FINAL_BEST`, the best `metric` the trial ends with: ranked
     by it, ASHA judges each trial at each rung as if it knew from its first epoch how the trial ends."""
@@ -158,9 +162,6 @@ def with_final_best(records: list[TrialRecord], metric: str = "val_accuracy") ->
 
     return [replace(r, history=[{**e, FINAL_BEST: final(r)} for e in r.history]) for r in records]
 
-
-#: the key `with_final_best` adds
-FINAL_BEST = "final_best"
 
 
 def pooled_interval(pairs: list[tuple[float, float]], level: float = 0.9, draws: int = 10_000,
