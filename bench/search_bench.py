@@ -133,6 +133,7 @@ def replay_asha(records: list[TrialRecord], target: float, epochs: int, reductio
     from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
     ranked, mode = rank_by or (metric, "max")
+    missing = float("-inf") if mode == "max" else float("inf")
     scheduler = ASHAScheduler(time_attr="training_iteration", metric=ranked, mode=mode, max_t=epochs,
                               grace_period=grace_period, reduction_factor=reduction_factor)
     watched = []
@@ -141,7 +142,6 @@ def replay_asha(records: list[TrialRecord], target: float, epochs: int, reductio
         scheduler.on_trial_add(None, trial)  # type: ignore[arg-type]
         ran = len(record.history)
         for step, epoch in enumerate(record.history, 1):
-            missing = float("-inf") if mode == "max" else float("inf")
             result = {"training_iteration": step, ranked: float(epoch.get(ranked, missing))}
             if scheduler.on_trial_result(None, trial, result) == TrialScheduler.STOP:  # type: ignore[arg-type]
                 ran = step
@@ -157,11 +157,17 @@ FINAL_BEST = "final_best"
 def with_final_best(records: list[TrialRecord], metric: str = "val_accuracy") -> list[TrialRecord]:
     """The trials with every epoch also holding `FINAL_BEST`, the best `metric` the trial ends with: ranked
     by it, ASHA judges each trial at each rung as if it knew from its first epoch how the trial ends."""
-    def final(record: TrialRecord) -> float:
-        return max((float(e.get(metric, float("-inf"))) for e in record.history), default=float("-inf"))
+    knowing = []
+    for record in records:
+        final = max((float(e.get(metric, float("-inf"))) for e in record.history), default=float("-inf"))
+        knowing.append(replace(record, history=[{**e, FINAL_BEST: final} for e in record.history]))
+    return knowing
 
-    return [replace(r, history=[{**e, FINAL_BEST: final(r)} for e in r.history]) for r in records]
 
+def counted(cost: int | None, budget: int) -> int:
+    """A side's trial-epochs to the target; one that never reached it counts its whole budget and one
+    more epoch: a lower bound."""
+    return cost if cost is not None else budget + 1
 
 
 def pooled_interval(pairs: list[tuple[float, float]], level: float = 0.9, draws: int = 10_000,
@@ -228,20 +234,17 @@ def search_efficiency(quick: bool, seeds: tuple[int, ...] = tuple(range(1, 11)))
             target = _quantile([r.best or 0.0 for r in found["random"]], TARGET_QUANTILE)
             spent = {name: epochs_to_target(records, target) for name, records in found.items()}
             total = {name: sum(len(r.history) for r in records) for name, records in found.items()}
-            # never reaching the target counts as the side's whole budget and one more epoch: a lower bound
-            asha_cost = spent["tpe"] if spent["tpe"] is not None else total["tpe"] + 1
-            costs["tpe"].append(asha_cost)
+            costs["tpe"].append(counted(spent["tpe"], total["tpe"]))
             costs["random"].append(spent["random"] or 1)
             expected.append(expected_epochs_to_target(found["random"], target) or 1.0)
-            for rf, grace in settings:
-                cost = replay_asha(found["random"], target, epochs, rf, grace)
-                replayed[(rf, grace)] += cost if cost is not None else total["random"] + 1
-            cost = replay_asha(found["random"], target, epochs, rank_by=("val_loss", "min"))
-            by_loss += cost if cost is not None else total["random"] + 1
             knowing = with_final_best(found["random"])
             for rf, grace in settings:
-                cost = replay_asha(knowing, target, epochs, rf, grace, rank_by=(FINAL_BEST, "max"))
-                oracle[(rf, grace)] += cost if cost is not None else total["random"] + 1
+                replayed[(rf, grace)] += counted(replay_asha(found["random"], target, epochs, rf, grace),
+                                                 total["random"])
+                oracle[(rf, grace)] += counted(replay_asha(knowing, target, epochs, rf, grace,
+                                                           rank_by=(FINAL_BEST, "max")), total["random"])
+            by_loss += counted(replay_asha(found["random"], target, epochs, rank_by=("val_loss", "min")),
+                               total["random"])
             early += (trials_to_target(found["random"], target) or trials + 1) <= startup
             for within in FORESIGHT:
                 foresight[within] += foresight_epochs_to_target(found["random"], target, within) or 1
