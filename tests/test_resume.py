@@ -27,14 +27,16 @@ def ray_address(ray_session: Any) -> str:
     return ray_session.get_runtime_context().gcs_address
 
 
-def _steady(folder: Path, trials: int = 4, epochs: int = 6, x: Any = None, **search: Any) -> Path:
+def _steady(folder: Path, trials: int = 4, epochs: int = 6, x: Any = None, gated: bool = False,
+            **search: Any) -> Path:
     path = folder / "steady.yaml"
+    gate = {"gate": str(folder / "gate")} if gated else {}
     path.write_text(yaml.safe_dump({
         "name": "steady", "trainable": "steady", "data": {"source": "sklearn_digits"},
         "train": {"epochs": epochs, "metric": "val_accuracy", "seed": 7},
         "search": {"num_trials": trials, "max_concurrent": 2, **search},
         "space": {"params": {"x": x or {"uniform": [0.1, 1.0]}, "log": str(folder / "epochs.log"),
-                             "sleep": 0.25}}}))
+                             "sleep": 0.25, **gate}}}))
     return path
 
 
@@ -296,6 +298,7 @@ NODE_LOSS = textwrap.dedent("""
         (node,) = [n for n in nodes if n.node_id == where]
         cluster.remove_node(node, allow_graceful=False)
         print("removed", where, flush=True)
+        (folder / "gate").touch()  # the trial waits before epoch 3 until its node is gone
 
     threading.Thread(target=lose_the_trials_node, daemon=True).start()
     code = main(["run", str(folder / "steady.yaml"), "--tracking-uri", f"sqlite:///{folder / 'mlflow.db'}",
@@ -307,7 +310,7 @@ NODE_LOSS = textwrap.dedent("""
 
 
 def test_a_lost_worker_node_moves_its_trial_to_another_node(tmp_path):
-    _steady(tmp_path, trials=1, epochs=6, x=0.5, max_failures=2)
+    _steady(tmp_path, trials=1, epochs=6, x=0.5, gated=True, max_failures=2)
     script = tmp_path / "node_loss.py"
     script.write_text(NODE_LOSS)
     # removing a node kills its processes with no clean-up: what they leave in TMPDIR stays in tmp_path

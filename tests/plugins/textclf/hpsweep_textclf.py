@@ -96,13 +96,17 @@ sleepy.uses_data = False
 def steady(config: Mapping[str, Any], context: Any) -> None:
     """Slow, checkpointed epochs whose metric depends only on x and the epoch, so a trial resumed from
     any checkpoint reports what an uninterrupted one would. Each epoch run is logged to config["log"]
-    with the Ray node it ran on (to see where a trial ran and which epochs ran twice)."""
+    with the Ray node it ran on (to see where a trial ran and which epochs ran twice). With config["gate"],
+    epoch 3 waits until that file exists, so a test can act between epochs 2 and 3 however slow it is."""
+    import os
     import time
 
     done = int(context.resume_state["epoch"]) if context.resume_state else 0
     node = _node_id()
     x, epochs = float(config["x"]), context.spec.train.epochs
     for epoch in range(done + 1, epochs + 1):
+        while epoch == 3 and config.get("gate") and not os.path.exists(config["gate"]):
+            time.sleep(0.05)
         time.sleep(float(config.get("sleep", 0.3)))
         if config.get("log"):
             with open(config["log"], "a", encoding="utf-8") as handle:
