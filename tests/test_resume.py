@@ -27,17 +27,29 @@ def ray_address(ray_session: Any) -> str:
     return ray_session.get_runtime_context().gcs_address
 
 
-def _steady(folder: Path, trials: int = 4, epochs: int = 6, x: Any = None, gated: bool = False,
+def _steady(folder: Path, trials: int = 4, epochs: int = 6, x: Any = None, held: bool = False,
             **search: Any) -> Path:
+    """A sweep of `steady` trials; held: they wait before epoch 3 until _release (else the gate is open)."""
     path = folder / "steady.yaml"
-    gate = {"gate": str(folder / "gate")} if gated else {}
+    if held:
+        _hold(folder)
+    else:
+        _release(folder)
     path.write_text(yaml.safe_dump({
         "name": "steady", "trainable": "steady", "data": {"source": "sklearn_digits"},
         "train": {"epochs": epochs, "metric": "val_accuracy", "seed": 7},
         "search": {"num_trials": trials, "max_concurrent": 2, **search},
         "space": {"params": {"x": x or {"uniform": [0.1, 1.0]}, "log": str(folder / "epochs.log"),
-                             "sleep": 0.25, **gate}}}))
+                             "sleep": 0.25, "gate": str(folder / "gate")}}}))
     return path
+
+
+def _hold(folder: Path) -> None:
+    (folder / "gate").unlink(missing_ok=True)
+
+
+def _release(folder: Path) -> None:
+    (folder / "gate").touch()
 
 
 def _env(folder: Path, ray_address: str) -> dict[str, str]:
@@ -75,12 +87,15 @@ def _wait_for_start(folder: Path, starts: int, timeout: float = 90) -> None:
 
 
 def _interrupt(folder: Path, ray_address: str, sweep: Path) -> str:
-    """Start the sweep, let it run a few epochs, press Ctrl-C; its output."""
+    """Start the sweep, let it run a few epochs (its trials held before epoch 3, so it cannot end
+    first however fast the host), press Ctrl-C; its output."""
     already = len(_epochs_logged(folder))
+    _hold(folder)
     driver = _driver(folder, ray_address, "run", str(sweep))
     _wait_for_epochs(folder, already + 3)
     driver.send_signal(signal.SIGINT)
     out, _ = driver.communicate(timeout=60)
+    _release(folder)
     assert driver.returncode == 130, out
     return out
 
@@ -169,7 +184,7 @@ def test_sigkill_at_random_points_then_rerun_completes_the_sweep_exactly_once(ra
 
 
 def test_epochs_the_killed_driver_held_back_reach_mlflow_from_the_checkpoints(ray_address, tmp_path):
-    sweep = _steady(tmp_path, trials=2, epochs=12)
+    sweep = _steady(tmp_path, trials=2, epochs=12, held=True)  # no trial may end before the kill
     # nothing written until a trial ends; Ray's state saved every second, so it names a checkpoint early
     hold = {"HPSWEEP_METRICS_FLUSH_S": "3600", "TUNE_GLOBAL_CHECKPOINT_S": "1"}
     driver = _driver(tmp_path, ray_address, "run", str(sweep), **hold)
@@ -180,6 +195,7 @@ def test_epochs_the_killed_driver_held_back_reach_mlflow_from_the_checkpoints(ra
         time.sleep(0.1)
     driver.kill()
     driver.wait()
+    _release(tmp_path)
     client, children, _ = _runs(tmp_path)
     assert children and all(client.get_metric_history(r.info.run_id, "val_accuracy") == [] for r in children)
 
@@ -310,7 +326,7 @@ NODE_LOSS = textwrap.dedent("""
 
 
 def test_a_lost_worker_node_moves_its_trial_to_another_node(tmp_path):
-    _steady(tmp_path, trials=1, epochs=6, x=0.5, gated=True, max_failures=2)
+    _steady(tmp_path, trials=1, epochs=6, x=0.5, held=True, max_failures=2)
     script = tmp_path / "node_loss.py"
     script.write_text(NODE_LOSS)
     # removing a node kills its processes with no clean-up: what they leave in TMPDIR stays in tmp_path

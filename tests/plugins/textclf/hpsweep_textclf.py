@@ -97,7 +97,7 @@ def steady(config: Mapping[str, Any], context: Any) -> None:
     """Slow, checkpointed epochs whose metric depends only on x and the epoch, so a trial resumed from
     any checkpoint reports what an uninterrupted one would. Each epoch run is logged to config["log"]
     with the Ray node it ran on (to see where a trial ran and which epochs ran twice). With config["gate"],
-    epoch 3 waits until that file exists, so a test can act between epochs 2 and 3 however slow it is."""
+    epoch 3 waits until that file exists, so a test can act between epochs 2 and 3 however fast the host."""
     import os
     import time
 
