@@ -14,11 +14,11 @@ from typing import Any
 import torch
 
 from bench.common import Outcome, interleaved, listed, median, round_ratios, timed
-from hpsweep.data import prepare
-from hpsweep.loop import fit, resolve_precision
-from hpsweep.space import SearchSpace
+from hpsweep.search.space import SearchSpace
 from hpsweep.spec import SweepSpec, validate_data
-from hpsweep.trial import build_net, loop_settings
+from hpsweep.train.data import prepare
+from hpsweep.train.loop import fit, resolve_precision
+from hpsweep.train.trial import build_net, loop_settings
 
 CONFIG = {"lr": 0.003, "batch_size": 64}
 
@@ -106,7 +106,7 @@ def data_path(quick: bool) -> Outcome:
     pre-decoded tensors. A sweep decodes its files once, on the driver, and every trial trains from the
     decoded tensors; so one side is the decoding plus the sweep's fits, the other the fits alone. The
     same numbers give the ratio for a single training run as well."""
-    from hpsweep.data.digits import export_digits
+    from hpsweep.train.data.digits import export_digits
 
     epochs, trials, repeats = (1, 1, 1) if quick else (5, 8, 3)
     single: dict[str, list[float]] = {"files": [], "tensors": []}
@@ -200,7 +200,7 @@ def tracking_overhead(quick: bool) -> Outcome:
     written in one batch every flush_s) against without, over trials long enough for two such writes.
     The two trials take turns epoch by epoch. The write at a trial's end is a cost per trial, not per
     epoch: it is timed apart (and the harness benchmark's per-trial cost includes it)."""
-    from hpsweep.tracking import SweepTracker, flush_interval
+    from hpsweep.track.tracker import SweepTracker, flush_interval
 
     repeats = 1 if quick else 5
     with tempfile.TemporaryDirectory() as folder:

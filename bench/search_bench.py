@@ -11,9 +11,9 @@ from types import SimpleNamespace
 from typing import Any
 
 from bench.common import Outcome, median, scratch_folder
-from hpsweep.sections import Asha
 from hpsweep.spec import validate_data
-from hpsweep.tracking import TrialRecord
+from hpsweep.spec.sections import Asha
+from hpsweep.track.tracker import TrialRecord
 
 #: a wide space, as a first sweep on a new problem has: most learning rates train badly or not at all
 SPACE: dict[str, Any] = {
@@ -197,7 +197,7 @@ def search_efficiency(quick: bool, seeds: tuple[int, ...] = tuple(range(1, 11)))
     to 638 trial-epochs on seeds 1-15): five seeds gave 0.37 on seeds 1-5, 0.55 on 6-10, 0.79 on 11-15."""
     import ray
 
-    from hpsweep.runner import plan_sweep, run_sweep
+    from hpsweep.sweep.driver import plan_sweep, run_sweep
 
     trials, epochs = (4, 3) if quick else (40, 27)
     seeds = (0,) if quick else seeds

@@ -13,10 +13,10 @@ import torch
 
 from bench.common import Outcome, interleaved, listed, median, round_ratios, scratch_folder, timed
 from bench.loop_bench import CONFIG
-from hpsweep.data import prepare
-from hpsweep.quiet import quiet
 from hpsweep.spec import SweepSpec, validate_data
-from hpsweep.trial import run_trial
+from hpsweep.sweep.quiet import quiet
+from hpsweep.train.data import prepare
+from hpsweep.train.trial import run_trial
 
 
 def _spec(folder: Path, trials: int, epochs: int) -> tuple[SweepSpec, dict[str, Any]]:
@@ -71,7 +71,7 @@ def _bare_epoch_s(one_epoch: SweepSpec, data: Any) -> float:
 
 def _timed_sweep(spec: SweepSpec, raw: dict[str, Any], folder: Path, number: int) -> float:
     """Wall time of `hpsweep run`'s sweep (planning excluded), in its own results folder."""
-    from hpsweep.runner import plan_sweep, run_sweep
+    from hpsweep.sweep.driver import plan_sweep, run_sweep
 
     plan = plan_sweep(spec, raw, storage=str(folder / f"results-{number}"), uri=f"sqlite:///{folder / 'mlflow.db'}")
     started = time.perf_counter()
@@ -180,7 +180,7 @@ def memory(quick: bool) -> Outcome:
     import ray
     from ray import tune
 
-    from hpsweep.runner import plan_sweep, run_sweep
+    from hpsweep.sweep.driver import plan_sweep, run_sweep
 
     trials, epochs, repeats = (2, 1, 1) if quick else (6, 6, 3)
     folder = scratch_folder()
@@ -225,7 +225,7 @@ def concurrent_tracking(quick: bool) -> Outcome:
     import ray
     from mlflow import MlflowClient
 
-    from hpsweep.runner import plan_sweep, run_sweep
+    from hpsweep.sweep.driver import plan_sweep, run_sweep
 
     trials, epochs = 8, (2 if quick else 5)
     folder = scratch_folder()

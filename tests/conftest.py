@@ -74,7 +74,7 @@ def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str,
 @pytest.fixture(scope="session")
 def digit_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """scikit-learn's real digits written once per session in every on-disk layout."""
-    from hpsweep.data.digits import export_digits
+    from hpsweep.train.data.digits import export_digits
 
     root = tmp_path_factory.mktemp("digits")
     for layout in ("folders", "csv", "filename"):

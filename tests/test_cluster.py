@@ -42,7 +42,7 @@ def compose() -> dict[str, Any]:
 
 
 def test_compose_file_is_valid_and_agrees_with_the_project(compose):
-    from hpsweep.submit import DEFAULT_JOBS_ADDRESS
+    from hpsweep.sweep.submit import DEFAULT_JOBS_ADDRESS
 
     env = dict(line.split("=", 1) for line in (REPO / ".env.example").read_text().splitlines()
                if line and not line.startswith("#"))

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import torch
 
-from hpsweep.data import prepare
-from hpsweep.loop import EpochReport, fit
-from hpsweep.space import SearchSpace
+from hpsweep.search.space import SearchSpace
 from hpsweep.spec import SweepSpec, validate_data
-from hpsweep.trial import build_net, loop_settings
+from hpsweep.train.data import prepare
+from hpsweep.train.loop import EpochReport, fit
+from hpsweep.train.trial import build_net, loop_settings
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import spec_for
-from hpsweep.data import DataError, prepare
+from hpsweep.train.data import DataError, prepare
 
 FILENAME_PATTERN = r"input_\d+_\d+_(?P<label>\d+)\.png$"
 
@@ -152,7 +152,7 @@ def test_bad_data_is_caught_before_training(tmp_path, small_folder, case):
 def test_a_colour_image_among_grey_ones_makes_the_whole_folder_rgb(tmp_path):
     from PIL import Image
 
-    from hpsweep.data.images import decode_images
+    from hpsweep.train.data.images import decode_images
 
     def fail(field: str, message: str) -> Exception:
         return ValueError(f"{field}: {message}")
@@ -177,7 +177,7 @@ def test_a_colour_image_among_grey_ones_makes_the_whole_folder_rgb(tmp_path):
 
 def test_threaded_decoding_keeps_every_image_in_order(digit_files, monkeypatch):
     """Small PNGs decode on one thread; slow ones (photos) on threads: both give the same tensor."""
-    from hpsweep.data import images
+    from hpsweep.train.data import images
 
     def fail(field: str, message: str) -> Exception:
         return ValueError(f"{field}: {message}")

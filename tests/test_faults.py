@@ -43,7 +43,7 @@ def _run(run_cli, folder: Path, sweep: Path):
 def _killed_while_saving(root: Path) -> Path:
     """A process that stages a checkpoint as a trial does and is killed with -9 before its report returns:
     the folder it leaves behind."""
-    code = ("from hpsweep.checkpoint import staging_folder\n"
+    code = ("from hpsweep.train.checkpoint import staging_folder\n"
             "with staging_folder() as folder:\n"
             "    (folder / 'checkpoint.pt').write_bytes(b'state')\n"
             "    print(folder, flush=True)\n"
@@ -58,7 +58,7 @@ def _killed_while_saving(root: Path) -> Path:
 
 
 def test_checkpoint_folders_of_killed_processes_are_removed_and_others_kept(tmp_path):
-    from hpsweep.checkpoint import STAGING_PREFIX, remove_orphaned_staging, staging_folder
+    from hpsweep.train.checkpoint import STAGING_PREFIX, remove_orphaned_staging, staging_folder
 
     orphan = _killed_while_saving(tmp_path)
     elsewhere = tmp_path / orphan.name.replace(socket.gethostname(), "another-host")  # a shared /tmp
@@ -92,7 +92,7 @@ def test_a_failure_in_hpsweeps_checkpoint_handling_does_not_cost_the_checkpoint(
     """Ray registers a checkpoint only after every on_checkpoint callback has returned. Here hpsweep's
     pruning of old checkpoints fails at every epoch: the trial must still resume from its checkpoint
     (crashy dies again if it starts over, and would then exceed max_failures)."""
-    from hpsweep import runner
+    from hpsweep.sweep import driver as runner
 
     def broken(trial_folder: Path, keep: set[Path], grace_s: float) -> list[Path]:
         if grace_s > 0:  # while the sweep runs; the clean-up at its end goes on as usual
@@ -172,7 +172,7 @@ def test_a_crashed_trial_repeats_only_the_epochs_after_its_latest_checkpoint(ray
     """`plateau` improves at epochs 1 and 4 and dies in epoch 6. With checkpoints only at best and last
     epochs (checkpoint_every: 1h) it resumes from epoch 4 and runs epoch 5 again; with checkpoint_every: 0
     it resumes from epoch 5. Either way MLflow holds each epoch once and the best checkpoint is epoch 4's."""
-    from hpsweep.checkpoint import load_checkpoint
+    from hpsweep.train.checkpoint import load_checkpoint
 
     log = tmp_path / "epochs.log"
     sweep = tmp_path / "plateau.yaml"

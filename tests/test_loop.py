@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from conftest import spec_for
-from hpsweep.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from hpsweep.data import prepare
-from hpsweep.loop import LoopSettings, fit, resolve_precision
-from hpsweep.models import build_model
-from hpsweep.optim import LRSchedule
-from hpsweep.space import SearchSpace
-from hpsweep.trial import loop_settings, run_trial
+from hpsweep.search.space import SearchSpace
+from hpsweep.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from hpsweep.train.data import prepare
+from hpsweep.train.loop import LoopSettings, fit, resolve_precision
+from hpsweep.train.models import build_model
+from hpsweep.train.optim import LRSchedule
+from hpsweep.train.trial import loop_settings, run_trial
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def test_frozen_epochs_run_the_backbone_once_and_train_as_if_they_ran_it_every_b
     assert calls[:train_passes + 2 * validation] == [512] * (train_passes - 1) + [len(digits.train) % 512 or 512] \
         + [256] * (validation - 1) + [len(digits.val) - 256 * (validation - 1)] \
         + [256] * (validation - 1) + [len(digits.val) - 256 * (validation - 1)]
-    monkeypatch.setattr("hpsweep.loop.RESIDENT_BYTES", 0)  # features too big to keep: the backbone runs per batch
+    monkeypatch.setattr("hpsweep.train.loop.RESIDENT_BYTES", 0)  # features too big to keep: the backbone runs per batch
     uncached, calls = run()
     assert calls[1:3] == [32, 32]
     for a, b in zip(cached, uncached, strict=True):
@@ -220,8 +220,8 @@ def test_loop_settings_follow_the_spec(tmp_path):
 
 
 def test_augmentation_changes_training_batches_only(tmp_path, digits):
-    from hpsweep.batches import BatchPlan, batches
-    from hpsweep.sections import Augment
+    from hpsweep.spec.sections import Augment
+    from hpsweep.train.batches import BatchPlan, batches
 
     plan = BatchPlan(True, digits.mean, digits.std, Augment(random_resized_crop=True, horizontal_flip=True),
                      torch.device("cpu"))
@@ -239,7 +239,7 @@ def test_augmentation_changes_training_batches_only(tmp_path, digits):
 def test_a_trial_checkpoints_its_best_and_last_epochs_and_others_when_due(tmp_path, digits, every):
     """Between best epochs a trial checkpoints only once `checkpoint_every` has passed (0: every epoch):
     the state handed to the sweep follows that rule, and is the state of the epoch it is reported with."""
-    from hpsweep.trainable import TrialContext
+    from hpsweep.train.trainable import TrialContext
 
     spec = spec_for(tmp_path, model={"name": "mlp"}, train={"epochs": 8})
     sent: list[tuple[dict, dict | None]] = []
@@ -266,8 +266,8 @@ def test_the_last_report_of_a_trial_carries_its_best_epochs_confusion_matrix(tmp
     """A resumed sweep takes an ended trial's matrix from Ray's last result for it when the driver died
     before the trial's end reached MLflow, so the last report must hold the best epoch's matrix even
     when that epoch was not the best."""
-    from hpsweep.loop import EpochReport
-    from hpsweep.trainable import TrialContext
+    from hpsweep.train.loop import EpochReport
+    from hpsweep.train.trainable import TrialContext
 
     sent: list[dict] = []
     context = TrialContext(spec_for(tmp_path), digits, lambda metrics, state: sent.append(dict(metrics)))

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from hpsweep import metrics
+from hpsweep.train import metrics
 
 
 def test_classification_metrics_and_confusion_matrix():

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from conftest import spec_for
-from hpsweep.data import prepare
-from hpsweep.export import describe, log_model
-from hpsweep.loop import fit
-from hpsweep.models import BUILDERS, ModelError, build_model
-from hpsweep.space import SearchSpace
-from hpsweep.trial import build_net, loop_settings, run_trial
+from hpsweep.registry.model_format import describe, log_model
+from hpsweep.search.space import SearchSpace
+from hpsweep.train.data import prepare
+from hpsweep.train.loop import fit
+from hpsweep.train.models import BUILDERS, ModelError, build_model
+from hpsweep.train.trial import build_net, loop_settings, run_trial
 
 
 @pytest.mark.parametrize("name", list(BUILDERS))

@@ -146,10 +146,10 @@ def test_the_pyfunc_predicts_what_the_loop_evaluates(store, run_cli):
     """The registered model on raw uint8 images agrees with the trained network on the loop's batches."""
     import mlflow
 
-    from hpsweep.batches import BatchPlan, batches
-    from hpsweep.data import prepare
-    from hpsweep.export import load_registered
+    from hpsweep.registry.model_format import load_registered
     from hpsweep.spec import load_spec
+    from hpsweep.train.batches import BatchPlan, batches
+    from hpsweep.train.data import prepare
 
     folder, uri = store
     _promote(run_cli, store, "strong")
@@ -225,7 +225,7 @@ def test_sweep_and_promotion_against_a_postgresql_backed_server(ray_session, pos
         assert cursor.fetchone()[0] == 1
     import mlflow
 
-    from hpsweep.export import fetch_model
+    from hpsweep.registry.model_format import fetch_model
 
     mlflow.set_tracking_uri(uri)
     with fetch_model("models:/digits@champion") as model:  # the artifacts, through the server

@@ -132,7 +132,7 @@ def test_the_leaderboard_ranks_trials_as_mlflow_does(sweeps):
 
 
 def test_best_yaml_validates_and_fixes_the_best_trials_values(sweeps, run_cli):
-    from hpsweep.space import first_configs
+    from hpsweep.search.space import first_configs
     from hpsweep.spec import load_spec
 
     uri = sweeps["uri"]
@@ -203,9 +203,9 @@ def test_the_edge_warning_fires_when_the_best_lr_tops_its_range(sweeps, run_cli,
 
 
 def test_edge_warnings_on_continuous_ranges():
-    from hpsweep.params import IntRange, LogUniform, Uniform
-    from hpsweep.report import TrialResult, edge_warnings
-    from hpsweep.space import Dimension
+    from hpsweep.report.gather import TrialResult, edge_warnings
+    from hpsweep.search.space import Dimension
+    from hpsweep.spec.params import IntRange, LogUniform, Uniform
 
     dims = [Dimension("lr", LogUniform(loguniform=(1e-4, 1e-2)), path="space.lr"),
             Dimension("dropout", Uniform(uniform=(0.0, 0.5)), path="space.dropout"),

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import spec_for
 from hpsweep.cli import _apply_sets
-from hpsweep.runner import build_scheduler, grace_period
+from hpsweep.sweep.driver import build_scheduler, grace_period
 
 
 @pytest.mark.parametrize(("scheduler", "freeze", "epochs", "expected"), [

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from hpsweep.params import Choice, IntRange, LogUniform, Uniform
-from hpsweep.space import SearchSpace, make_sampler
+from hpsweep.search.space import SearchSpace, make_sampler
 from hpsweep.spec import SweepSpec, validate_data
+from hpsweep.spec.params import Choice, IntRange, LogUniform, Uniform
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 EPOCHS = 6

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import spec_for
-from hpsweep.state import (
+from hpsweep.sweep.state import (
     SweepBusy,
     SweepChanged,
     SweepState,
@@ -76,7 +76,7 @@ def test_a_second_driver_is_kept_off_a_running_sweep(tmp_path):
 
 
 def test_a_resumed_tracker_reuses_runs_drops_lost_ones_and_closes_ended_ones(tmp_path):
-    from hpsweep.tracking import SweepTracker
+    from hpsweep.track.tracker import SweepTracker
 
     spec = spec_for(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -114,7 +114,7 @@ def test_a_resumed_tracker_reuses_runs_drops_lost_ones_and_closes_ended_ones(tmp
 
 
 def test_epochs_held_when_the_driver_died_are_written_from_the_checkpoint_on_resume(tmp_path):
-    from hpsweep.tracking import SweepTracker
+    from hpsweep.track.tracker import SweepTracker
 
     spec = spec_for(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -149,7 +149,7 @@ def test_epochs_held_when_the_driver_died_are_written_from_the_checkpoint_on_res
 def test_a_new_sqlite_store_appears_whole_and_an_existing_one_is_kept(tmp_path):
     from mlflow import MlflowClient
 
-    from hpsweep.tracking import create_sqlite_store
+    from hpsweep.track.tracker import create_sqlite_store
 
     uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
     create_sqlite_store(uri)
@@ -164,7 +164,7 @@ def test_a_busy_tracking_store_holds_up_no_driver_call_and_gets_every_write_in_o
 
     from mlflow import MlflowClient
 
-    from hpsweep.tracking import SweepTracker
+    from hpsweep.track.tracker import SweepTracker
 
     spec = spec_for(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -192,7 +192,7 @@ def test_a_busy_tracking_store_holds_up_no_driver_call_and_gets_every_write_in_o
 def test_a_write_mlflow_refused_is_raised_by_the_next_call_that_waits(tmp_path):
     from mlflow.exceptions import MlflowException
 
-    from hpsweep.tracking import SweepTracker
+    from hpsweep.track.tracker import SweepTracker
 
     spec = spec_for(tmp_path)
     tracker = SweepTracker(spec, "t-1", "name: t\n", f"sqlite:///{tmp_path / 'mlflow.db'}")

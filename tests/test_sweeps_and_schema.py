@@ -8,9 +8,9 @@ import jsonschema
 import pytest
 
 from conftest import SWEEPS
-from hpsweep.space import SearchSpace
+from hpsweep.search.space import SearchSpace
 from hpsweep.spec import load_spec
-from hpsweep.yamlio import read_yaml
+from hpsweep.spec.yamlio import read_yaml
 
 SHIPPED = sorted(SWEEPS.glob("*.yaml"))
 

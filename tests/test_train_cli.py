@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from conftest import REPO
-from hpsweep.checkpoint import load_checkpoint
+from hpsweep.train.checkpoint import load_checkpoint
 
 
 def test_train_prints_a_line_per_epoch_and_saves_the_best(sweep_file, run_cli, tmp_path):

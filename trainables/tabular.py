@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from hpsweep.trainable import TrialContext
-from hpsweep.trial import run_trial
+from hpsweep.train.trainable import TrialContext
+from hpsweep.train.trial import run_trial
 
 
 def tabular(config: Mapping[str, Any], context: TrialContext) -> None:

@@ -1,0 +1,1 @@
+"""The Model Registry side: the logged-model format, the best model of a sweep, promotion and prediction."""

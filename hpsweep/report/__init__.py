@@ -1,0 +1,1 @@
+"""The sweep report (leaderboard, curves, importances, range warnings, one HTML page) and comparisons."""

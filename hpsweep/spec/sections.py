@@ -1,0 +1,351 @@
+"""The sections of a sweep file other than `space`: data, model, train, search, resources, tracking, registry."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from hpsweep.spec.strict import StrictModel
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+_NAME = re.compile(NAME_PATTERN)
+
+
+def check_name(value: str) -> str:
+    """Sweep and model names end up in paths and MLflow names: keep them plain."""
+    if not _NAME.match(value):
+        raise ValueError(f"use letters, digits, '_', '.' and '-' (up to 100), starting with a letter or digit "
+                         f"(got {value!r})")
+    return value
+
+
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(s|m|h)?\s*$")
+
+
+def _duration(value: Any) -> Any:
+    """`time_budget: 90`, `90s`, `30m` or `2h`; seconds as a number."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"a duration is seconds or a number with s, m or h (got {value!r})")
+        return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2) or "s"]
+    return value
+
+
+def _shorthand(value: Any) -> Any:
+    """`scheduler: asha` is shorthand for `scheduler: {name: asha}`."""
+    return {"name": value} if isinstance(value, str) else value
+
+
+def _named_union(kind: str, key: str, *members: type[StrictModel]) -> Any:
+    """A union picked by the value of `key` (data sources by `source`, schedulers by `name`)."""
+    tags = {m.model_fields[key].annotation.__args__[0]: m for m in members}  # type: ignore[union-attr]
+
+    def tag(value: Any) -> str | None:
+        name = value.get(key) if isinstance(value, dict) else getattr(value, key, None)
+        return f"={name}" if name in tags else None
+
+    union = Annotated[
+        Union[tuple(Annotated[m, Tag(f"={n}")] for n, m in tags.items())],  # noqa: UP007
+        Discriminator(tag, custom_error_type=f"unknown_{kind.replace(' ', '_')}",
+                      custom_error_message=f"unknown {kind} (choose from: {', '.join(tags)})"),
+    ]
+    return Annotated[union, BeforeValidator(_shorthand, json_schema_input_type=union | Literal[tuple(tags)])]
+
+
+# ---------------------------------------------------------------- data
+
+
+class Split(StrictModel):
+    """Fractions of the data for training, validation (what the search optimises) and test (promotion only)."""
+
+    train: float = Field(0.7, gt=0, lt=1)
+    val: float = Field(0.15, gt=0, lt=1)
+    test: float = Field(0.15, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> Split:
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + val + test must add up to 1 (got {total:g})")
+        return self
+
+
+class Augment(StrictModel):
+    """Training-only augmentation; validation and test images are never augmented."""
+
+    random_resized_crop: bool = False
+    crop_scale: tuple[float, float] = Field((0.5, 1.0), description="area range kept by random_resized_crop")
+    horizontal_flip: bool = False
+
+    @property
+    def active(self) -> bool:
+        return self.random_resized_crop or self.horizontal_flip
+
+    @field_validator("crop_scale")
+    @classmethod
+    def _scale(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < value[0] <= value[1] <= 1:
+            raise ValueError(f"needs 0 < low <= high <= 1 (got {list(value)})")
+        return value
+
+
+class _ImageData(StrictModel):
+    split: Split = Split()
+    image_size: int | None = Field(None, ge=4, le=2048, description="resize to a square of this side (default: native)")
+    color: Literal["auto", "grey", "rgb"] = Field("auto", description="auto: grey for grey images, rgb for pretrained")
+    normalize: Literal["auto", "imagenet", "dataset", "none"] = "auto"
+    augment: Augment = Augment()
+
+
+class SklearnDigits(_ImageData):
+    """scikit-learn's bundled handwritten digits: 1,797 real 8x8 images, 10 classes, no download."""
+
+    source: Literal["sklearn_digits"]
+    classes: list[Annotated[int, Field(ge=0, le=9)]] | None = Field(
+        None, min_length=2, description="keep only these digits (a smaller task, e.g. for fine-tuning)")
+
+
+class ImageFolder(_ImageData):
+    """One sub-folder per class; with train/ and test/ sub-folders the test split comes from test/."""
+
+    source: Literal["image_folder"]
+    path: str = Field(min_length=1, description="folder, relative to the sweep file")
+
+
+class CsvAnnotations(_ImageData):
+    """A CSV listing image paths (relative to the CSV) and labels."""
+
+    source: Literal["csv_annotations"]
+    csv: str = Field(min_length=1, description="the CSV file, relative to the sweep file")
+    path_column: str = "path"
+    label_column: str = "label"
+    class_names: list[str] | None = Field(None, description="the labels, in class order; others are errors")
+
+
+class FilenameLabels(_ImageData):
+    """Images in one folder whose label is part of the file name, found by a regular expression."""
+
+    source: Literal["filename_labels"]
+    path: str = Field(min_length=1)
+    pattern: str = Field(description="regex with a group named 'label', searched in each file name")
+    class_names: list[str] | None = Field(None, description="display names, in the order of the sorted labels")
+
+    @field_validator("pattern")
+    @classmethod
+    def _has_label_group(cls, value: str) -> str:
+        try:
+            compiled = re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        if "label" not in compiled.groupindex:
+            raise ValueError("needs a named group (?P<label>...) that captures the label")
+        return value
+
+
+class TabularCsv(StrictModel):
+    """A CSV of feature columns and one target column."""
+
+    source: Literal["tabular_csv"]
+    split: Split = Split()
+    path: str = Field(min_length=1)
+    target: str = Field(min_length=1, description="the column to predict")
+    task: Literal["classification", "regression"]
+    features: list[str] | None = Field(None, description="feature columns (default: all but the target)")
+    categorical: list[str] = Field(default_factory=list, description="columns one-hot encoded")
+
+
+IMAGE_SOURCES = (SklearnDigits, ImageFolder, CsvAnnotations, FilenameLabels)
+DataSpec = _named_union("data source", "source", *IMAGE_SOURCES, TabularCsv)
+
+
+# ---------------------------------------------------------------- model
+
+MODEL_NAMES = ("mlp", "cnn", "resnet18", "mobilenet_v3_small", "mobilenet_v3_large")
+TORCHVISION_MODELS = ("resnet18", "mobilenet_v3_small", "mobilenet_v3_large")
+_REGISTRY_URI = re.compile(r"^models:/[^/@]+(@[A-Za-z0-9_-]+|/[0-9]+)$")
+
+
+ModelName = Literal["mlp", "cnn", "resnet18", "mobilenet_v3_small", "mobilenet_v3_large"]
+
+
+class ModelChoice(StrictModel):
+    """Search among architectures: `name: {choice: [mlp, cnn]}`."""
+
+    choice: list[ModelName] = Field(min_length=1)
+
+    @field_validator("choice")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("choice lists a model twice")
+        return value
+
+
+class ModelSpec(StrictModel):
+    """The network; its head is replaced to fit the class count."""
+
+    name: Annotated[
+        Annotated[ModelName, Tag("=fixed")] | Annotated[ModelChoice, Tag("~choice")],
+        Discriminator(lambda v: "~choice" if isinstance(v, dict | ModelChoice) else "=fixed"),
+    ] = Field("mlp", description="a model, or {choice: [...]} to search among models")
+    pretrained: str | None = Field(
+        None, description="imagenet, models:/NAME@ALIAS, models:/NAME/VERSION, or a state-dict file")
+    hidden_sizes: list[Annotated[int, Field(ge=1)]] = Field([128], description="mlp hidden layer widths")
+
+    def names(self) -> list[str]:
+        """Every architecture a trial may get."""
+        return list(self.name.choice) if isinstance(self.name, ModelChoice) else [self.name]
+
+    @field_validator("pretrained")
+    @classmethod
+    def _pretrained(cls, value: str | None) -> str | None:
+        if value and value.startswith("models:") and not _REGISTRY_URI.match(value):
+            raise ValueError(f"a registry URI is models:/NAME@ALIAS or models:/NAME/VERSION (got {value!r})")
+        return value
+
+
+# ---------------------------------------------------------------- train
+
+_MINIMISED = re.compile(r"(loss|rmse|mse|mae|error|time)$")
+
+
+class TrainSpec(StrictModel):
+    """How every trial trains; the same for all trials of a sweep."""
+
+    epochs: int = Field(10, ge=1, le=100_000)
+    metric: str | list[str] = Field("val_loss", description="the metric the search optimises, or several (nsga2)")
+    mode: Literal["min", "max"] | list[Literal["min", "max"]] | None = Field(
+        None, description="min or max per metric (default: min for *loss/*rmse/*mae/*error, else max)")
+    patience: int | None = Field(None, ge=1, description="early-stopping patience in epochs (default: off)")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    seed: int = Field(0, ge=0)
+    checkpoint_every: Annotated[float, BeforeValidator(_duration, json_schema_input_type=float | str)] = Field(
+        1.0, ge=0, description="a trial checkpoints its best and last epochs, and others when this long (seconds, "
+        "or 30s, 5m) has passed since its previous checkpoint; 0: every epoch")
+
+    @field_validator("metric")
+    @classmethod
+    def _distinct(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and (not value or len(set(value)) != len(value)):
+            raise ValueError(f"list one or more distinct metrics (got {value})")
+        return value
+
+    @field_validator("mode")
+    @classmethod
+    def _one_mode_per_metric(cls, value: Any, info: ValidationInfo) -> Any:
+        metric = info.data.get("metric")
+        count = len(metric) if isinstance(metric, list) else 1
+        if isinstance(value, list) and metric is not None and len(value) != count:
+            raise ValueError(f"give one mode per metric: {count} metrics, {len(value)} modes")
+        return value
+
+    def metrics(self) -> list[str]:
+        return [self.metric] if isinstance(self.metric, str) else list(self.metric)
+
+    def modes(self) -> list[str]:
+        if isinstance(self.mode, list):
+            return list(self.mode)
+        if self.mode:
+            return [self.mode] * len(self.metrics())
+        return ["min" if _MINIMISED.search(m) else "max" for m in self.metrics()]
+
+
+# ---------------------------------------------------------------- search
+
+class Fifo(StrictModel):
+    """Every trial runs all its epochs."""
+
+    name: Literal["fifo"]
+
+
+class Asha(StrictModel):
+    """Asynchronous successive halving; max_t is train.epochs."""
+
+    name: Literal["asha"]
+    grace_period: int = Field(1, ge=1, description="epochs every trial runs before it may be stopped")
+    reduction_factor: float = Field(3, gt=1)
+
+
+class Hyperband(StrictModel):
+    """HyperBand; max_t is train.epochs."""
+
+    name: Literal["hyperband"]
+    reduction_factor: float = Field(3, gt=1)
+
+
+class Median(StrictModel):
+    """Stop a trial whose metric falls below the median of the others at the same epoch."""
+
+    name: Literal["median"]
+    grace_period: int = Field(1, ge=1)
+    min_samples_required: int = Field(3, ge=1)
+
+
+SchedulerSpec = _named_union("trial scheduler", "name", Fifo, Asha, Hyperband, Median)
+
+ALGORITHMS = ("tpe", "random", "qmc", "grid", "cmaes", "gp", "nsga2")
+#: trials a sweep runs when search.num_trials is not given (grid: every point)
+DEFAULT_TRIALS = 10
+#: the samplers that model past trials, after start-up trials drawn at random
+MODELLING = ("tpe", "gp", "cmaes")
+#: Optuna's start-up trials for tpe and gp, which hpsweep keeps for sweeps of 30 trials or more
+STARTUP_CAP = 10
+
+
+class SearchSpec(StrictModel):
+    """How trials are chosen and scheduled."""
+
+    algorithm: Literal["tpe", "random", "qmc", "grid", "cmaes", "gp", "nsga2"] = "tpe"
+    num_trials: int | None = Field(None, ge=1, description="default: 10, or every grid point for grid")
+    max_concurrent: int | None = Field(None, ge=1, description="default: as many as the resources allow")
+    time_budget: Annotated[float | None, BeforeValidator(_duration, json_schema_input_type=float | str | None)] = Field(
+        None, gt=0, description="end the sweep after it has run this long, over all its resumes: seconds, or 30m, 2h")
+    scheduler: SchedulerSpec = Fifo(name="fifo")
+    startup_trials: int | None = Field(
+        None, ge=1, description="trials drawn at random before tpe, gp or cmaes model the results "
+        "(default: a third of num_trials, at most 10, for tpe and gp; the sampler's own for cmaes)")
+    seed: int | None = Field(None, ge=0, description="sampler seed (default: train.seed)")
+    max_failures: int = Field(0, ge=0, description="times a crashed trial is retried from its latest checkpoint")
+
+
+# ---------------------------------------------------------------- resources, tracking, registry
+
+
+class ResourcesSpec(StrictModel):
+    """What each trial reserves on its worker."""
+
+    cpu: float = Field(1, gt=0)
+    gpu: float = Field(0, ge=0, description="may be a fraction (0.25 packs four trials on a GPU)")
+
+    @field_validator("gpu")
+    @classmethod
+    def _whole_above_one(cls, value: float) -> float:
+        if value > 1 and not float(value).is_integer():
+            raise ValueError(f"more than one GPU per trial must be a whole number (got {value:g})")
+        return value
+
+
+class TrackingSpec(StrictModel):
+    """Where MLflow records the sweep; the tracking URI comes from MLFLOW_TRACKING_URI."""
+
+    experiment: str | None = Field(None, min_length=1, description="default: the sweep name")
+
+
+class RegistrySpec(StrictModel):
+    """How `hpsweep promote` registers the best model."""
+
+    model_name: Annotated[str, AfterValidator(check_name)] | None = Field(None, description="default: the sweep name")
+    alias: str = Field("champion", pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+    min_improvement: float = Field(0.0, ge=0, description="how much the test metric must improve to promote")

@@ -1,0 +1,1 @@
+"""Training: the one shared loop, models, optimizers, checkpoints, data, and the trainable API."""

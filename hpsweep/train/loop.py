@@ -1,0 +1,351 @@
+"""THE train/validate loop: every trial of every sweep trains here.
+
+Per epoch: (un)freeze the backbone, train, validate, track the best epoch, hand the metrics to
+`on_epoch` (Ray Tune in a sweep, the console for `hpsweep train`), stop early or on divergence.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from hpsweep.search.space import TrialParams
+from hpsweep.spec.sections import Augment
+from hpsweep.train import metrics as M
+from hpsweep.train.batches import BatchPlan, batches, normalise
+from hpsweep.train.data.base import PreparedData, Split
+from hpsweep.train.models import Net, head_parameter_names
+from hpsweep.train.optim import LRSchedule, build_optimizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """What the loop needs from a sweep's `train` section (the same for every trial)."""
+
+    epochs: int
+    objectives: tuple[tuple[str, str], ...]  #: (metric, mode); the first decides best epoch and early stopping
+    patience: int | None = None
+    precision: str = "auto"
+    seed: int = 0
+    augment: Augment | None = None
+
+    @property
+    def metric(self) -> str:
+        return self.objectives[0][0]
+
+    @property
+    def mode(self) -> str:
+        return self.objectives[0][1]
+
+    def better(self, value: float, best: float | None) -> bool:
+        return best is None or (value > best if self.mode == "max" else value < best)
+
+
+@dataclass
+class EpochReport:
+    """One finished epoch: its metrics and, on request, a checkpoint of the whole training state."""
+
+    epoch: int
+    metrics: dict[str, float]
+    is_best: bool
+    stop: str | None  #: None, or why training ends after this epoch: completed, early_stopped, diverged
+    state: Callable[[], dict[str, Any]]
+    confusion: torch.Tensor | None = None
+
+
+@dataclass
+class FitResult:
+    status: str
+    best_value: float
+    best_epoch: int
+    epochs_run: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    confusion: torch.Tensor | None = None  #: at the best epoch (classification)
+
+
+def reported_metrics(data: PreparedData) -> list[str]:
+    """Metric names the loop reports for this data, for checking `train.metric` before training."""
+    if data.task == "regression":
+        names = ["val_loss", "val_mse", "val_rmse", "val_mae", "val_r2"]
+    else:
+        names = ["val_loss", "val_accuracy", "val_f1", "val_precision", "val_recall"]
+        names += ["val_auc"] if data.num_outputs == 2 else []
+    return ["train_loss", *names, "epoch_time_s"]
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype: none on CPU (fp32); on CUDA bf16 where supported, else fp16."""
+    if device.type != "cuda" or precision == "fp32":
+        if precision in ("bf16", "fp16") and device.type != "cuda":
+            log.warning("precision %s needs a GPU; training in fp32 on %s", precision, device)
+        return None
+    if precision == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+def fit(net: Net, data: PreparedData, params: TrialParams, settings: LoopSettings, *,
+        on_epoch: Callable[[EpochReport], None] | None = None, resume: dict[str, Any] | None = None,
+        device: torch.device | None = None) -> FitResult:
+    """Train `net` on data.train, validate on data.val each epoch; resume from a checkpoint dict if given."""
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    data = _resident(data, device)
+    amp_dtype = resolve_precision(settings.precision, device)
+    # NHWC feeds the tensor cores' reduced-precision convolutions; in fp32 it only adds layout work, which
+    # made a small CNN 8% slower on an H100 (bench/RESULTS-gpu.md)
+    channels_last = device.type == "cuda" and net.is_conv and amp_dtype is not None
+    net.to(device)
+    if channels_last:
+        net.to(memory_format=torch.channels_last)
+    plan = BatchPlan(data.is_image, data.mean, data.std, settings.augment if data.is_image else None,
+                     device, channels_last)
+    data, plan = _normalised(data, plan)
+    heads = head_parameter_names(net)
+    optimizer = build_optimizer(net, heads, params.optimizer.name, params.optimizer.params, params.lr,
+                                params.weight_decay, params.head_lr_multiplier)
+    steps = math.ceil(len(data.train) / params.batch_size)
+    schedule = LRSchedule(optimizer, params.scheduler.name, params.scheduler.params, epochs=settings.epochs,
+                          steps_per_epoch=steps, mode=settings.mode)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    generator = torch.Generator().manual_seed(settings.seed)
+    run = _Run(net, data, params, settings, plan, optimizer, schedule, scaler, generator, amp_dtype)
+    if resume is not None:
+        run.restore(resume)
+    return run.train(on_epoch or (lambda report: None))
+
+
+#: examples per backbone pass when computing a frozen backbone's features
+FEATURE_BATCH = 512
+
+#: train and val splits up to this size (bytes) are copied to the GPU once per fit, so that no batch
+#: waits for a copy from host memory; larger datasets stay on the host and travel batch by batch
+RESIDENT_BYTES = 1 << 30
+
+
+def _resident(data: PreparedData, device: torch.device) -> PreparedData:
+    if device.type != "cuda":
+        return data
+    splits = (data.train, data.val)
+    size = sum(t.numel() * t.element_size() for split in splits for t in (split.x, split.y))
+    if size > RESIDENT_BYTES:
+        return data
+    return replace(data, train=replace(data.train, x=data.train.x.to(device), y=data.train.y.to(device)),
+                   val=replace(data.val, x=data.val.x.to(device), y=data.val.y.to(device)))
+
+
+def _normalised(data: PreparedData, plan: BatchPlan) -> tuple[PreparedData, BatchPlan]:
+    """Images already on the GPU are normalised there once per fit, when the float copies fit in
+    RESIDENT_BYTES and no augmentation runs before normalising: each batch is then one index, as in a
+    hand-written loop over tensors."""
+    splits = (data.train, data.val)
+    if not plan.is_image or plan.augment is not None or not all(split.x.is_cuda for split in splits):
+        return data, plan
+    if sum(split.x.numel() * 4 for split in splits) > RESIDENT_BYTES:
+        return data, plan
+    data = replace(data, train=replace(data.train, x=normalise(data.train.x, plan)),
+                   val=replace(data.val, x=normalise(data.val.x, plan)))
+    return data, replace(plan, normalised=True)
+
+
+class _Run:
+    """The state of one fit, so that it can be checkpointed and restored as a whole."""
+
+    def __init__(self, net: Net, data: PreparedData, params: TrialParams, settings: LoopSettings, plan: BatchPlan,
+                 optimizer: torch.optim.Optimizer, schedule: LRSchedule, scaler: Any, generator: torch.Generator,
+                 amp_dtype: torch.dtype | None) -> None:
+        self.net, self.data, self.params, self.settings, self.plan = net, data, params, settings, plan
+        self.feature_plan = BatchPlan(False, (), (), None, plan.device)
+        self.optimizer, self.schedule, self.scaler, self.generator = optimizer, schedule, scaler, generator
+        self.amp_dtype = amp_dtype
+        self.epoch = 0
+        self.best_value: float | None = None
+        self.best_epoch = 0
+        self.stale = 0
+        self.history: list[dict[str, float]] = []
+        self.best_confusion: torch.Tensor | None = None
+        self.features: Split | None = None  #: the frozen backbone's outputs for data.train, while frozen
+        self.keep_features = not (data.is_image and plan.augment is not None)  #: augmented inputs differ each epoch
+        self.target_mean = data.mean[0] if data.task == "regression" else 0.0
+        self.target_std = data.std[0] if data.task == "regression" else 1.0
+
+    def train(self, on_epoch: Callable[[EpochReport], None]) -> FitResult:
+        status = "completed"
+        while self.epoch < self.settings.epochs:
+            started = time.perf_counter()
+            frozen = self.epoch < self.params.freeze_epochs
+            self._freeze(frozen)
+            if not frozen:
+                self.features = None
+            train_loss = self._train_epoch(frozen)
+            values, confusion = self._validate() if train_loss is not None else (None, None)
+            self.epoch += 1
+            if values is None:
+                status = "diverged"
+                report = EpochReport(self.epoch, self._diverged_metrics(), False, status, self.state)
+                self.history.append(report.metrics)
+                on_epoch(report)
+                break
+            values = {"train_loss": train_loss, **values, "epoch_time_s": time.perf_counter() - started,
+                      "lr": self.optimizer.param_groups[0]["lr"], "frozen": float(frozen), "epoch": float(self.epoch)}
+            self.schedule.after_epoch(values[self.settings.metric])
+            is_best = self.settings.better(values[self.settings.metric], self.best_value)
+            if is_best:
+                self.best_value, self.best_epoch, self.stale, self.best_confusion = (
+                    values[self.settings.metric], self.epoch, 0, confusion)
+            else:
+                self.stale += 1
+            stop = None
+            if self.settings.patience is not None and self.stale >= self.settings.patience:
+                stop = status = "early_stopped"
+            elif self.epoch >= self.settings.epochs:
+                stop = "completed"
+            self.history.append(values)
+            on_epoch(EpochReport(self.epoch, values, is_best, stop, self.state, confusion))
+            if stop:
+                break
+        best = self.best_value if self.best_value is not None else M.worst_value(*self.settings.objectives[0])
+        return FitResult(status, best, self.best_epoch, self.epoch, self.history, self.best_confusion)
+
+    def _freeze(self, frozen: bool) -> None:
+        """Frozen epochs train only the head: the backbone gets no gradients and keeps its BatchNorm statistics."""
+        for parameter in self.net.backbone.parameters():
+            parameter.requires_grad_(not frozen)
+        self.net.train()
+        if frozen:
+            self.net.backbone.eval()
+
+    def _loss(self, output: torch.Tensor, target: torch.Tensor, smoothing: float) -> torch.Tensor:
+        if self.data.task == "regression":
+            return F.mse_loss(output.squeeze(1).float(), (target - self.target_mean) / self.target_std)
+        return F.cross_entropy(output.float(), target, label_smoothing=smoothing)
+
+    def _autocast(self) -> Any:
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.plan.device.type, dtype=self.amp_dtype)
+
+    def _forward(self, x: torch.Tensor, frozen: bool) -> torch.Tensor:
+        if not frozen:
+            return self.net(x)
+        with torch.no_grad():  # a frozen backbone needs no autograd bookkeeping at all
+            features = self.net.backbone(x)
+        return self.net.head(features)
+
+    @torch.no_grad()
+    def _frozen_features(self) -> Split | None:
+        """The frozen backbone's output for every training example, computed once for all frozen epochs.
+
+        A frozen backbone in eval mode maps an input to the same features every epoch, so frozen epochs
+        train the head on these (shuffled and batched as the inputs would be) and run the backbone once,
+        in large batches without gradients. Not with augmentation (each epoch's inputs differ), nor when
+        the features would take more than RESIDENT_BYTES.
+        """
+        if self.features is not None or not self.keep_features:
+            return self.features
+        parts: list[torch.Tensor] = []
+        size = 0
+        for x, _ in batches(self.data.train, FEATURE_BATCH, self.plan, train=False):
+            with self._autocast():
+                parts.append(self.net.backbone(x))
+            size += parts[-1].numel() * parts[-1].element_size()
+            if size * len(self.data.train) > RESIDENT_BYTES * sum(len(part) for part in parts):
+                self.keep_features = False
+                return None
+        self.features = Split(torch.cat(parts), self.data.train.y)
+        return self.features
+
+    def _train_epoch(self, frozen: bool) -> float | None:
+        """Mean training loss, or None when the loss stopped being finite (the trial diverged)."""
+        features = self._frozen_features() if frozen else None
+        split, plan = (self.data.train, self.plan) if features is None else (features, self.feature_plan)
+        # The loss is summed on the device and read once per epoch: reading it every batch would make the
+        # CPU wait for the GPU at each step. A trial whose loss stops being finite is stopped at the end of
+        # the epoch (its remaining steps are wasted, its result is the same).
+        total, count = torch.zeros((), device=self.plan.device), 0
+        trainable = [p for p in self.net.parameters() if p.requires_grad]
+        for x, y in batches(split, self.params.batch_size, plan, train=True, generator=self.generator):
+            with self._autocast():
+                output = self.net.head(x) if features is not None else self._forward(x, frozen)
+                loss = self._loss(output, y, self.params.label_smoothing)
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+                self.scaler.unscale_(self.optimizer)
+            else:
+                loss.backward()
+            if self.params.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(trainable, self.params.grad_clip)
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+            self.schedule.after_batch()
+            total.add_(loss.detach(), alpha=len(y))
+            count += len(y)
+        value = total.item() / max(1, count)
+        if not math.isfinite(value):
+            log.warning("loss became %s in epoch %d: stopping the trial as diverged", value, self.epoch + 1)
+            return None
+        return value
+
+    @torch.no_grad()
+    def _validate(self) -> tuple[dict[str, float] | None, torch.Tensor | None]:
+        self.net.eval()
+        outputs = []
+        for x, _ in batches(self.data.val, max(self.params.batch_size, 256), self.plan, train=False):
+            with self._autocast():
+                outputs.append(self.net(x).float())
+        # one copy to the host for the whole split: a copy per batch would wait for the GPU each time
+        output, target = torch.cat(outputs).cpu(), self.data.val.y.cpu()
+        if not torch.isfinite(output).all():
+            return None, None
+        if self.data.task == "regression":
+            standardised = output.squeeze(1)
+            values = M.regression(standardised * self.target_std + self.target_mean, target)
+            loss = float(F.mse_loss(standardised, (target - self.target_mean) / self.target_std))
+            return {"val_loss": loss, **{f"val_{k}": v for k, v in values.items()}}, None
+        values, confusion = M.classification(output, target, self.data.num_outputs)
+        loss = float(F.cross_entropy(output, target))
+        return {"val_loss": loss, **{f"val_{k}": v for k, v in values.items()}}, confusion
+
+    def _diverged_metrics(self) -> dict[str, float]:
+        worst = {name: M.worst_value(name, mode) for name, mode in self.settings.objectives}
+        return {**worst, "diverged": 1.0, "epoch": float(self.epoch)}
+
+    def state(self) -> dict[str, Any]:
+        """A checkpoint of everything needed to continue this fit exactly (tensors and plain values only)."""
+        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "generator": self.generator.get_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "model": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "epoch": self.epoch, "best_value": self.best_value, "best_epoch": self.best_epoch, "stale": self.stale,
+            "history": list(self.history), "rng": rng,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.best_value = int(state["epoch"]), state["best_value"]
+        self.best_epoch, self.stale = int(state["best_epoch"]), int(state["stale"])
+        self.history = list(state["history"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.generator.set_state(state["rng"]["generator"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
