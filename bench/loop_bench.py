@@ -17,7 +17,8 @@ from bench.common import Outcome, interleaved, listed, median, round_ratios, tim
 from hpsweep.search.space import SearchSpace
 from hpsweep.spec import SweepSpec, validate_data
 from hpsweep.train.data import prepare
-from hpsweep.train.loop import fit, resolve_precision
+from hpsweep.train.device import resolve_precision
+from hpsweep.train.loop import fit
 from hpsweep.train.trial import build_net, loop_settings
 
 CONFIG = {"lr": 0.003, "batch_size": 64}
@@ -200,7 +201,8 @@ def tracking_overhead(quick: bool) -> Outcome:
     written in one batch every flush_s) against without, over trials long enough for two such writes.
     The two trials take turns epoch by epoch. The write at a trial's end is a cost per trial, not per
     epoch: it is timed apart (and the harness benchmark's per-trial cost includes it)."""
-    from hpsweep.track.tracker import SweepTracker, flush_interval
+    from hpsweep.track.records import flush_interval
+    from hpsweep.track.tracker import SweepTracker
 
     repeats = 1 if quick else 5
     with tempfile.TemporaryDirectory() as folder:

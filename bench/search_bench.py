@@ -13,7 +13,7 @@ from typing import Any
 from bench.common import Outcome, median, scratch_folder
 from hpsweep.spec import validate_data
 from hpsweep.spec.sections import Asha
-from hpsweep.track.tracker import TrialRecord
+from hpsweep.track.records import TrialRecord
 
 #: a wide space, as a first sweep on a new problem has: most learning rates train badly or not at all
 SPACE: dict[str, Any] = {
@@ -197,7 +197,8 @@ def search_efficiency(quick: bool, seeds: tuple[int, ...] = tuple(range(1, 11)))
     to 638 trial-epochs on seeds 1-15): five seeds gave 0.37 on seeds 1-5, 0.55 on 6-10, 0.79 on 11-15."""
     import ray
 
-    from hpsweep.sweep.driver import plan_sweep, run_sweep
+    from hpsweep.sweep.driver import run_sweep
+    from hpsweep.sweep.plan import plan_sweep
 
     trials, epochs = (4, 3) if quick else (40, 27)
     seeds = (0,) if quick else seeds

@@ -71,7 +71,8 @@ def _bare_epoch_s(one_epoch: SweepSpec, data: Any) -> float:
 
 def _timed_sweep(spec: SweepSpec, raw: dict[str, Any], folder: Path, number: int) -> float:
     """Wall time of `hpsweep run`'s sweep (planning excluded), in its own results folder."""
-    from hpsweep.sweep.driver import plan_sweep, run_sweep
+    from hpsweep.sweep.driver import run_sweep
+    from hpsweep.sweep.plan import plan_sweep
 
     plan = plan_sweep(spec, raw, storage=str(folder / f"results-{number}"), uri=f"sqlite:///{folder / 'mlflow.db'}")
     started = time.perf_counter()
@@ -180,7 +181,8 @@ def memory(quick: bool) -> Outcome:
     import ray
     from ray import tune
 
-    from hpsweep.sweep.driver import plan_sweep, run_sweep
+    from hpsweep.sweep.driver import run_sweep
+    from hpsweep.sweep.plan import plan_sweep
 
     trials, epochs, repeats = (2, 1, 1) if quick else (6, 6, 3)
     folder = scratch_folder()
@@ -225,7 +227,8 @@ def concurrent_tracking(quick: bool) -> Outcome:
     import ray
     from mlflow import MlflowClient
 
-    from hpsweep.sweep.driver import plan_sweep, run_sweep
+    from hpsweep.sweep.driver import run_sweep
+    from hpsweep.sweep.plan import plan_sweep
 
     trials, epochs = 8, (2 if quick else 5)
     folder = scratch_folder()

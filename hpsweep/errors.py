@@ -1,4 +1,8 @@
-"""Errors that carry every problem found in a user's input, each named by its field path."""
+"""The errors a user can fix: each is reported as one line per problem, with exit code 2.
+
+Every error about what a user gave hpsweep (a sweep file, a flag, data, a name) is a UserError, so the
+command line translates them in one place; anything else is a fault of hpsweep or its surroundings.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,14 @@ class Problem:
         return f"{source}: {self.path}: {self.message}" if self.path else f"{source}: {self.message}"
 
 
-class SpecError(Exception):
+class UserError(Exception):
+    """Bad input: the message says what to change. Reported as `hpsweep: <message>`, exit code 2."""
+
+    def lines(self) -> list[str]:
+        return [f"hpsweep: {self}"]
+
+
+class SpecError(UserError):
     """A sweep file is invalid; holds all of its problems so they can be reported at once."""
 
     def __init__(self, source: str, problems: Iterable[Problem]) -> None:
@@ -29,11 +40,11 @@ class SpecError(Exception):
         return [p.format(self.source) for p in self.problems]
 
 
-class ModelError(Exception):
+class ModelError(UserError):
     """A model cannot be built as asked (for example, pretrained weights that are not on this machine)."""
 
 
-class CheckpointError(Exception):
+class CheckpointError(UserError):
     """A checkpoint file is unreadable, or would run code if it were unpickled."""
 
 

@@ -69,3 +69,17 @@ def number(text: str) -> Any:
 
 def short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def comparison_rows(found: Any) -> list[tuple[str, str, str]]:
+    """`hpsweep compare`'s table: (label, sweep A, sweep B) for the sweeps and their best trials' params."""
+    a, b = found.a, found.b
+    rows = [("sweep", a.sweep_id, b.sweep_id), ("trials", str(len(a.trials)), str(len(b.trials)))]
+    metric = a.metric if a.metric == b.metric else f"{a.metric} / {b.metric}"
+    rows.append((f"best {metric}", f"{a.best.best:.4g}" if a.best else "-", f"{b.best.best:.4g}" if b.best else "-"))
+    rows.append(("best trial", a.best.name if a.best else "-", b.best.name if b.best else "-"))
+    rows.append(("trial-epochs", str(a.compute.get("trial_epochs", 0)), str(b.compute.get("trial_epochs", 0))))
+    left, right = (a.best.params if a.best else {}), (b.best.params if b.best else {})
+    for name in [*left, *(k for k in right if k not in left)]:
+        rows.append((f"  {name}", short(left.get(name, "-")), short(right.get(name, "-"))))
+    return rows

@@ -8,8 +8,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from hpsweep.spec import SweepSpec
-from hpsweep.track.tracker import TrialRecord
+from hpsweep.compat import active_experiment_id, restore_active_experiment
+from hpsweep.spec.sweep_spec import SweepSpec
+from hpsweep.track.records import TrialRecord
 from hpsweep.train.data.base import PreparedData
 
 
@@ -47,14 +48,13 @@ def _active_experiment(experiment_id: str) -> Iterator[None]:
     """MLflow reopens a run only inside its own experiment as the process's active one; switch to it for
     the model logging and put back whatever the caller had (a notebook may have set its own)."""
     import mlflow
-    from mlflow.tracking import fluent
 
-    previous = getattr(fluent, "_active_experiment_id", None)
+    previous = active_experiment_id()
     mlflow.set_experiment(experiment_id=experiment_id)
     try:
         yield
     finally:
-        fluent._active_experiment_id = previous  # set_experiment would look it up in this store
+        restore_active_experiment(previous)
 
 
 def _input_example(spec: SweepSpec, data: PreparedData) -> Any:

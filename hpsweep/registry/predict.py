@@ -8,10 +8,11 @@ from typing import Any
 
 import pandas as pd
 
+from hpsweep.errors import UserError
 from hpsweep.train.data.images import IMAGE_SUFFIXES, decode_images
 
 
-class PredictError(Exception):
+class PredictError(UserError):
     """Input that cannot be predicted on; one line, exit code 2."""
 
 
@@ -24,7 +25,7 @@ def predict(model_uri: str, source: Path, uri: str | None = None) -> pd.DataFram
     import mlflow
 
     from hpsweep.registry.model_format import load_registered, raw_outputs, to_predictions
-    from hpsweep.track.tracker import tracking_uri
+    from hpsweep.track.writer import tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri(uri))
     net, description = load_registered(model_uri)

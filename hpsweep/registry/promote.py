@@ -12,18 +12,18 @@ from typing import Any
 
 import torch
 
-from hpsweep.spec import SweepSpec
-from hpsweep.track.queries import RecordedSweep
-from hpsweep.track.tracker import PARENT_TAG, SWEEP_TAG, tracking_uri
+from hpsweep import contract as C
+from hpsweep.errors import UserError
+from hpsweep.spec.sweep_spec import SweepSpec
+from hpsweep.track.queries import RecordedSweep, UnknownSweep, find_sweep, trial_runs
+from hpsweep.track.writer import tracking_uri
 from hpsweep.train import metrics as M
 from hpsweep.train.data.base import PreparedData
 
 log = logging.getLogger(__name__)
-DECISION, TEST_TAG, FINGERPRINT = "hpsweep.decision", "hpsweep.test_metric", "hpsweep.data_fingerprint"
-ALIAS_TAG = "hpsweep.alias"
 
 
-class PromotionError(Exception):
+class PromotionError(UserError):
     """Bad input for a promotion: an unknown sweep, no finished trial, or data the models cannot share."""
 
 
@@ -75,26 +75,24 @@ def promote(ref: str, *, model_name: str | None = None, alias: str | None = None
     if data.test is None or len(data.test) == 0:
         raise PromotionError("the sweep has no test split (data.split.test is 0): nothing to promote on")
     inputs = _raw_test_inputs(spec, data)
-    model_uri = best.data.tags["hpsweep.model_uri"]
+    model_uri = best.data.tags[C.MODEL_URI_TAG]
     challenger = Candidate("challenger", model_uri, _evaluate(model_uri, data, inputs), best.info.run_id,
                            params=dict(best.data.params))
     champion = _champion(client, name, alias, data, inputs)
     promoted, reason = _decide(challenger, champion, metric, mode, margin)
     decision = Decision(promoted, reason, name, alias, metric, mode, challenger, champion, dry_run=dry_run,
-                        sweep_id=sweep.parent.data.tags[SWEEP_TAG])
+                        sweep_id=sweep.parent.data.tags[C.SWEEP_TAG])
     if dry_run:
         return decision
     if promoted:
         version = _register(client, decision, best, data.fingerprint(), val_metric)
         decision = replace(decision, version=version)
-        _settle_alias(client, name, alias, data.fingerprint(), mode)
+        _settle_alias(client, decision, data.fingerprint())
     _record(client, sweep.parent.info.run_id, decision)
     return decision
 
 
 def _find_sweep(client: Any, ref: str) -> RecordedSweep:
-    from hpsweep.track.queries import UnknownSweep, find_sweep
-
     try:
         return find_sweep(client, ref)
     except UnknownSweep as exc:
@@ -103,18 +101,16 @@ def _find_sweep(client: Any, ref: str) -> RecordedSweep:
 
 def _best_trial(client: Any, parent: Any, val_metric: str, mode: str) -> Any:
     """The best finished trial by the validation metric; diverged or failed trials never qualify."""
-    runs = client.search_runs([parent.info.experiment_id],
-                              filter_string=f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'", max_results=10_000)
-    finished = [r for r in runs if r.info.status == "FINISHED"
-                and r.data.tags.get("hpsweep.stop_reason") != "diverged"
-                and math.isfinite(r.data.metrics.get(f"best_{val_metric}", math.nan))]
+    score = C.best_metric(val_metric)
+    finished = [r for r in trial_runs(client, parent)
+                if C.counts_as_result(r.info.status, r.data.tags.get(C.STOP_TAG), r.data.metrics.get(score))]
     if not finished:
-        raise PromotionError(f"sweep {parent.data.tags[SWEEP_TAG]} has no finished trial with a finite {val_metric}")
+        raise PromotionError(f"sweep {parent.data.tags[C.SWEEP_TAG]} has no finished trial with a finite {val_metric}")
     # the tracker named the best trial when the sweep ended (ties broken once, there); else pick here
-    named = [r for r in finished if r.info.run_id == parent.data.tags.get("hpsweep.best_run_id")]
+    named = [r for r in finished if r.info.run_id == parent.data.tags.get(C.BEST_RUN_TAG)]
     pick = max if mode == "max" else min
-    best = named[0] if named else pick(finished, key=lambda r: r.data.metrics[f"best_{val_metric}"])
-    if "hpsweep.model_uri" not in best.data.tags:
+    best = named[0] if named else pick(finished, key=lambda r: r.data.metrics[score])
+    if C.MODEL_URI_TAG not in best.data.tags:
         raise PromotionError(f"the best trial ({best.info.run_name}) has no logged model")
     return best
 
@@ -156,9 +152,11 @@ def _evaluate(model_uri: str, data: PreparedData, inputs: Any) -> dict[str, floa
 
 
 def _champion(client: Any, name: str, alias: str, data: PreparedData, inputs: Any) -> Candidate | None:
-    try:
-        version = client.get_model_version_by_alias(name, alias)
-    except Exception:  # no such model or alias yet: the first promotion has no champion to beat
+    """The version the alias points at, evaluated; None only when the model or the alias does not exist
+    yet. Any other failure to read the registry (a network, permission or server error) is raised: a
+    champion that could not be read must never count as no champion."""
+    version = current_version(client, name, alias)
+    if version is None:
         return None
     uri = f"models:/{name}/{version.version}"
     run_params = {}
@@ -196,35 +194,36 @@ def _register(client: Any, decision: Decision, best: Any, fingerprint: str, val_
         version = mlflow.register_model(decision.challenger.model_uri, decision.model_name)
     test = decision.challenger.test
     tags = {
-        SWEEP_TAG: decision.sweep_id, "hpsweep.trial_id": best.data.tags.get("hpsweep.trial_id", ""),
-        "hpsweep.run_id": best.info.run_id, f"hpsweep.{val_metric}": str(best.data.metrics[f"best_{val_metric}"]),
-        TEST_TAG: f"{decision.metric}={test[decision.metric]!r}", "hpsweep.test_metrics": json.dumps(test),
-        FINGERPRINT: fingerprint, "hpsweep.previous_champion": decision.champion.version if decision.champion
-        else "none", DECISION: "promoted", "hpsweep.reason": decision.reason, ALIAS_TAG: decision.alias,
+        C.SWEEP_TAG: decision.sweep_id, C.TRIAL_TAG: best.data.tags.get(C.TRIAL_TAG, ""),
+        "hpsweep.run_id": best.info.run_id, f"hpsweep.{val_metric}": str(best.data.metrics[C.best_metric(val_metric)]),
+        C.TEST_TAG: f"{decision.metric}={test[decision.metric]!r}", C.TEST_MODE_TAG: decision.mode,
+        "hpsweep.test_metrics": json.dumps(test), C.FINGERPRINT_TAG: fingerprint,
+        "hpsweep.previous_champion": decision.champion.version if decision.champion else "none",
+        C.DECISION_TAG: "promoted", "hpsweep.reason": decision.reason, C.ALIAS_TAG: decision.alias,
     }
     for key, value in tags.items():
         client.set_model_version_tag(decision.model_name, version.version, key, value)
     return str(version.version)
 
 
-def _settle_alias(client: Any, name: str, alias: str, fingerprint: str, mode: str, rounds: int = 3) -> None:
+def _settle_alias(client: Any, decision: Decision, fingerprint: str, rounds: int = 3) -> None:
     """Point the alias at the best version promoted for it on this data. Racing promoters each settle
-    after registering, so whichever settles last has seen both versions and leaves the alias on the better."""
+    after registering, so whichever settles last has seen both versions and leaves the alias on the better.
+    Only versions scored on the same test metric, compared the same way, are ranked against each other."""
+    name, alias = decision.model_name, decision.alias
     for attempt in range(rounds):
         best_version, best_score = None, None
         for version in client.search_model_versions(f"name='{name}'"):
-            tags = version.tags or {}
-            if (tags.get(DECISION) != "promoted" or tags.get(FINGERPRINT) != fingerprint
-                    or tags.get(ALIAS_TAG) != alias):
+            score = _comparable_score(version.tags or {}, decision, fingerprint)
+            if score is None:
                 continue
-            score = float(tags[TEST_TAG].split("=", 1)[1])
-            better = best_score is None or (score > best_score if mode == "max" else score < best_score)
+            better = best_score is None or (score > best_score if decision.mode == "max" else score < best_score)
             if better or (score == best_score and int(version.version) < int(best_version or 0)):
                 best_version, best_score = version.version, score
         if best_version is None:
             return
-        current = _alias_version(client, name, alias)
-        if current == str(best_version):
+        current = current_version(client, name, alias)
+        if current is not None and str(current.version) == str(best_version):
             if attempt:
                 return
         else:
@@ -232,17 +231,38 @@ def _settle_alias(client: Any, name: str, alias: str, fingerprint: str, mode: st
         time.sleep(0.2 * (attempt + 1))  # let a racing promoter's write land, then check again
 
 
-def _alias_version(client: Any, name: str, alias: str) -> str | None:
-    try:
-        return str(client.get_model_version_by_alias(name, alias).version)
-    except Exception:
+def _comparable_score(tags: dict[str, str], decision: Decision, fingerprint: str) -> float | None:
+    """A version's stored test score, when it was promoted for this alias on this data and scored on the
+    decision's metric in the decision's mode; None for any other version."""
+    if (tags.get(C.DECISION_TAG) != "promoted" or tags.get(C.FINGERPRINT_TAG) != fingerprint
+            or tags.get(C.ALIAS_TAG) != decision.alias or tags.get(C.TEST_MODE_TAG) != decision.mode):
         return None
+    metric, _, value = tags.get(C.TEST_TAG, "").partition("=")
+    try:
+        return float(value) if metric == decision.metric else None
+    except ValueError:
+        return None
+
+
+def current_version(client: Any, name: str, alias: str) -> Any:
+    """The model version `alias` points at, or None when the registered model or the alias does not exist.
+    Other errors (network, permission, server) are raised."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    version = (model.aliases or {}).get(alias)
+    return None if version is None else client.get_model_version(name, str(version))
 
 
 def _record(client: Any, parent_run_id: str, decision: Decision) -> None:
     """Every decision, promoted or held, is kept on the sweep's parent run (an audit trail of the alias)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    client.log_dict(parent_run_id, asdict(decision), f"promotions/{stamp}-{decision.alias}.json")
+    client.log_dict(parent_run_id, asdict(decision), f"{C.PROMOTIONS_ARTIFACTS}/{stamp}-{decision.alias}.json")
     summary = f"{'promoted' if decision.promoted else 'held'}" + (f" as version {decision.version}"
                                                                    if decision.version else "")
-    client.set_tag(parent_run_id, f"hpsweep.promotion.{decision.alias}", f"{stamp}: {summary}")
+    client.set_tag(parent_run_id, f"{C.PROMOTION_TAG}.{decision.alias}", f"{stamp}: {summary}")

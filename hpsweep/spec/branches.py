@@ -79,10 +79,9 @@ def _choice_as_mapping(value: Any) -> Any:
     return value
 
 
-def _branch_type(kind: str, registry: Mapping[str, BranchDecl]) -> Any:
-    names = list(registry)
-
-    fixed_members = tuple(
+def _fixed_type(kind: str, registry: Mapping[str, BranchDecl]) -> Any:
+    """`{name: sgd, momentum: 0.9}`: one option, picked by its name, with that option's parameters."""
+    members = tuple(
         Annotated[_params_model(kind, decl, with_name=True), Tag(f"={name}")] for name, decl in registry.items()
     )
 
@@ -90,23 +89,28 @@ def _branch_type(kind: str, registry: Mapping[str, BranchDecl]) -> Any:
         name = value.get("name") if isinstance(value, dict) else getattr(value, "name", None)
         return f"={name}" if name in registry else None
 
-    fixed = Annotated[
-        Union[fixed_members],  # noqa: UP007 - a runtime-built tuple of members
+    return Annotated[
+        Union[members],  # noqa: UP007 - a runtime-built tuple of members
         Discriminator(fixed_tag, custom_error_type=f"unknown_{kind}",
-                      custom_error_message=f"unknown {kind} (choose from: {', '.join(names)})"),
+                      custom_error_message=f"unknown {kind} (choose from: {', '.join(registry)})"),
     ]
 
+
+def _choice_type(kind: str, registry: Mapping[str, BranchDecl]) -> type[StrictModel]:
+    """`{choice: {sgd: {...}, adam: {}}}` (or `{choice: [sgd, adam]}`): options to search among."""
+    names = list(registry)
     choice_map = _importable(create_model(
         f"{kind.title()}Options", __base__=StrictModel,
         __doc__=f"the {kind}s to search among, each with its own parameters",
         **{name: (_params_model(kind, decl, with_name=False) | None, None) for name, decl in registry.items()},
     ))
-
     option_names = Literal[tuple(names)]  # type: ignore[valid-type]
 
     class Choice(StrictModel):
         choice: Annotated[  # type: ignore[valid-type]
-            choice_map, BeforeValidator(_choice_as_mapping, json_schema_input_type=choice_map | list[option_names])]
+            choice_map, BeforeValidator(_choice_as_mapping, json_schema_input_type=choice_map | list[option_names]),
+            Field(description=f"the {kind}s to search among: a list of names, or a mapping of each to its "
+                              "parameters")]
         searched: ClassVar[bool] = True
 
         @field_validator("choice")
@@ -120,17 +124,23 @@ def _branch_type(kind: str, registry: Mapping[str, BranchDecl]) -> Any:
             return {name: getattr(self.choice, name).given() for name in names if name in self.choice.model_fields_set}
 
     Choice.__name__ = f"{kind.title()}Choice"
-    _importable(Choice)
+    return _importable(Choice)
+
+
+def _branch_type(kind: str, registry: Mapping[str, BranchDecl]) -> Any:
+    """The field type of a branch: a name, a fixed option with parameters, or a choice among options."""
+    choice = _choice_type(kind, registry)
 
     def tag(value: Any) -> str:
         if isinstance(value, dict) and "choice" in value:
             return "~choice"
-        return "~choice" if isinstance(value, Choice) else "fixed"
+        return "~choice" if isinstance(value, choice) else "fixed"
 
-    forms = Annotated[Annotated[fixed, Tag("fixed")] | Annotated[Choice, Tag("~choice")], Discriminator(tag)]
+    forms = Annotated[Annotated[_fixed_type(kind, registry), Tag("fixed")] | Annotated[choice, Tag("~choice")],
+                      Discriminator(tag)]
     return Annotated[
         forms,
-        BeforeValidator(_as_mapping, json_schema_input_type=forms | option_names),
+        BeforeValidator(_as_mapping, json_schema_input_type=forms | Literal[tuple(registry)]),
         Field(description=f"the {kind}: a name, a mapping with name and parameters, or a choice"),
     ]
 

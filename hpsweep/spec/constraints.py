@@ -11,8 +11,9 @@ from itertools import pairwise
 from typing import Any
 
 from hpsweep.errors import Problem, show_value
+from hpsweep.spec.data_sources import IMAGE_SOURCES
 from hpsweep.spec.params import Choice, param_extremes, param_values
-from hpsweep.spec.sections import DEFAULT_TRIALS, IMAGE_SOURCES, MODELLING, TORCHVISION_MODELS
+from hpsweep.spec.sections import DEFAULT_TRIALS, MODELLING, TORCHVISION_MODELS
 
 Check = Callable[..., list[Problem]]
 
@@ -94,7 +95,7 @@ def _scheduler_fits(search: Any, train: Any) -> list[Problem]:
 
 
 def _algorithm_fits(search: Any, train: Any, space: Any, model: Any) -> list[Problem]:
-    from hpsweep.search.space import SearchSpace
+    from hpsweep.spec.dimensions import SpaceLayout
 
     problems: list[Problem] = []
     n_metrics = len(train.metrics())
@@ -114,7 +115,7 @@ def _algorithm_fits(search: Any, train: Any, space: Any, model: Any) -> list[Pro
     if n_metrics > 1 and search.scheduler.name != "fifo":
         problems.append(Problem("search.scheduler", f"{search.scheduler.name} stops trials by one metric; "
                                 f"with {n_metrics} metrics use fifo"))
-    compiled = SearchSpace(space, None if isinstance(model.name, str) else model.names())
+    compiled = SpaceLayout(space, None if isinstance(model.name, str) else model.names())
     if not compiled.dimensions():
         if algorithm != "grid" and (search.num_trials or 1) > 1:
             problems.append(Problem("space", "nothing is searched: every value is fixed, so every trial "

@@ -1,9 +1,9 @@
-"""The sections of a sweep file other than `space`: data, model, train, search, resources, tracking, registry."""
+"""The sections of a sweep file other than `data` and `space`: model, train, search, resources, tracking, registry."""
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -13,162 +13,10 @@ from pydantic import (
     Tag,
     ValidationInfo,
     field_validator,
-    model_validator,
 )
 
+from hpsweep.spec.fields import check_name, duration, named_union
 from hpsweep.spec.strict import StrictModel
-
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
-_NAME = re.compile(NAME_PATTERN)
-
-
-def check_name(value: str) -> str:
-    """Sweep and model names end up in paths and MLflow names: keep them plain."""
-    if not _NAME.match(value):
-        raise ValueError(f"use letters, digits, '_', '.' and '-' (up to 100), starting with a letter or digit "
-                         f"(got {value!r})")
-    return value
-
-
-_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(s|m|h)?\s*$")
-
-
-def _duration(value: Any) -> Any:
-    """`time_budget: 90`, `90s`, `30m` or `2h`; seconds as a number."""
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if not match:
-            raise ValueError(f"a duration is seconds or a number with s, m or h (got {value!r})")
-        return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2) or "s"]
-    return value
-
-
-def _shorthand(value: Any) -> Any:
-    """`scheduler: asha` is shorthand for `scheduler: {name: asha}`."""
-    return {"name": value} if isinstance(value, str) else value
-
-
-def _named_union(kind: str, key: str, *members: type[StrictModel]) -> Any:
-    """A union picked by the value of `key` (data sources by `source`, schedulers by `name`)."""
-    tags = {m.model_fields[key].annotation.__args__[0]: m for m in members}  # type: ignore[union-attr]
-
-    def tag(value: Any) -> str | None:
-        name = value.get(key) if isinstance(value, dict) else getattr(value, key, None)
-        return f"={name}" if name in tags else None
-
-    union = Annotated[
-        Union[tuple(Annotated[m, Tag(f"={n}")] for n, m in tags.items())],  # noqa: UP007
-        Discriminator(tag, custom_error_type=f"unknown_{kind.replace(' ', '_')}",
-                      custom_error_message=f"unknown {kind} (choose from: {', '.join(tags)})"),
-    ]
-    return Annotated[union, BeforeValidator(_shorthand, json_schema_input_type=union | Literal[tuple(tags)])]
-
-
-# ---------------------------------------------------------------- data
-
-
-class Split(StrictModel):
-    """Fractions of the data for training, validation (what the search optimises) and test (promotion only)."""
-
-    train: float = Field(0.7, gt=0, lt=1)
-    val: float = Field(0.15, gt=0, lt=1)
-    test: float = Field(0.15, ge=0, lt=1)
-
-    @model_validator(mode="after")
-    def _sums_to_one(self) -> Split:
-        total = self.train + self.val + self.test
-        if abs(total - 1.0) > 1e-6:
-            raise ValueError(f"train + val + test must add up to 1 (got {total:g})")
-        return self
-
-
-class Augment(StrictModel):
-    """Training-only augmentation; validation and test images are never augmented."""
-
-    random_resized_crop: bool = False
-    crop_scale: tuple[float, float] = Field((0.5, 1.0), description="area range kept by random_resized_crop")
-    horizontal_flip: bool = False
-
-    @property
-    def active(self) -> bool:
-        return self.random_resized_crop or self.horizontal_flip
-
-    @field_validator("crop_scale")
-    @classmethod
-    def _scale(cls, value: tuple[float, float]) -> tuple[float, float]:
-        if not 0 < value[0] <= value[1] <= 1:
-            raise ValueError(f"needs 0 < low <= high <= 1 (got {list(value)})")
-        return value
-
-
-class _ImageData(StrictModel):
-    split: Split = Split()
-    image_size: int | None = Field(None, ge=4, le=2048, description="resize to a square of this side (default: native)")
-    color: Literal["auto", "grey", "rgb"] = Field("auto", description="auto: grey for grey images, rgb for pretrained")
-    normalize: Literal["auto", "imagenet", "dataset", "none"] = "auto"
-    augment: Augment = Augment()
-
-
-class SklearnDigits(_ImageData):
-    """scikit-learn's bundled handwritten digits: 1,797 real 8x8 images, 10 classes, no download."""
-
-    source: Literal["sklearn_digits"]
-    classes: list[Annotated[int, Field(ge=0, le=9)]] | None = Field(
-        None, min_length=2, description="keep only these digits (a smaller task, e.g. for fine-tuning)")
-
-
-class ImageFolder(_ImageData):
-    """One sub-folder per class; with train/ and test/ sub-folders the test split comes from test/."""
-
-    source: Literal["image_folder"]
-    path: str = Field(min_length=1, description="folder, relative to the sweep file")
-
-
-class CsvAnnotations(_ImageData):
-    """A CSV listing image paths (relative to the CSV) and labels."""
-
-    source: Literal["csv_annotations"]
-    csv: str = Field(min_length=1, description="the CSV file, relative to the sweep file")
-    path_column: str = "path"
-    label_column: str = "label"
-    class_names: list[str] | None = Field(None, description="the labels, in class order; others are errors")
-
-
-class FilenameLabels(_ImageData):
-    """Images in one folder whose label is part of the file name, found by a regular expression."""
-
-    source: Literal["filename_labels"]
-    path: str = Field(min_length=1)
-    pattern: str = Field(description="regex with a group named 'label', searched in each file name")
-    class_names: list[str] | None = Field(None, description="display names, in the order of the sorted labels")
-
-    @field_validator("pattern")
-    @classmethod
-    def _has_label_group(cls, value: str) -> str:
-        try:
-            compiled = re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression: {exc}") from None
-        if "label" not in compiled.groupindex:
-            raise ValueError("needs a named group (?P<label>...) that captures the label")
-        return value
-
-
-class TabularCsv(StrictModel):
-    """A CSV of feature columns and one target column."""
-
-    source: Literal["tabular_csv"]
-    split: Split = Split()
-    path: str = Field(min_length=1)
-    target: str = Field(min_length=1, description="the column to predict")
-    task: Literal["classification", "regression"]
-    features: list[str] | None = Field(None, description="feature columns (default: all but the target)")
-    categorical: list[str] = Field(default_factory=list, description="columns one-hot encoded")
-
-
-IMAGE_SOURCES = (SklearnDigits, ImageFolder, CsvAnnotations, FilenameLabels)
-DataSpec = _named_union("data source", "source", *IMAGE_SOURCES, TabularCsv)
-
 
 # ---------------------------------------------------------------- model
 
@@ -231,7 +79,7 @@ class TrainSpec(StrictModel):
     patience: int | None = Field(None, ge=1, description="early-stopping patience in epochs (default: off)")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     seed: int = Field(0, ge=0)
-    checkpoint_every: Annotated[float, BeforeValidator(_duration, json_schema_input_type=float | str)] = Field(
+    checkpoint_every: Annotated[float, BeforeValidator(duration, json_schema_input_type=float | str)] = Field(
         1.0, ge=0, description="a trial checkpoints its best and last epochs, and others when this long (seconds, "
         "or 30s, 5m) has passed since its previous checkpoint; 0: every epoch")
 
@@ -293,7 +141,7 @@ class Median(StrictModel):
     min_samples_required: int = Field(3, ge=1)
 
 
-SchedulerSpec = _named_union("trial scheduler", "name", Fifo, Asha, Hyperband, Median)
+SchedulerSpec = named_union("trial scheduler", "name", Fifo, Asha, Hyperband, Median)
 
 ALGORITHMS = ("tpe", "random", "qmc", "grid", "cmaes", "gp", "nsga2")
 #: trials a sweep runs when search.num_trials is not given (grid: every point)
@@ -310,7 +158,7 @@ class SearchSpec(StrictModel):
     algorithm: Literal["tpe", "random", "qmc", "grid", "cmaes", "gp", "nsga2"] = "tpe"
     num_trials: int | None = Field(None, ge=1, description="default: 10, or every grid point for grid")
     max_concurrent: int | None = Field(None, ge=1, description="default: as many as the resources allow")
-    time_budget: Annotated[float | None, BeforeValidator(_duration, json_schema_input_type=float | str | None)] = Field(
+    time_budget: Annotated[float | None, BeforeValidator(duration, json_schema_input_type=float | str | None)] = Field(
         None, gt=0, description="end the sweep after it has run this long, over all its resumes: seconds, or 30m, 2h")
     scheduler: SchedulerSpec = Fifo(name="fifo")
     startup_trials: int | None = Field(

@@ -11,19 +11,19 @@ from pydantic import AfterValidator, Field, PrivateAttr, TypeAdapter, Validation
 
 from hpsweep.errors import SpecError
 from hpsweep.spec.branches import OptimizerField, SchedulerField
+from hpsweep.spec.data_sources import DataSpec
+from hpsweep.spec.fields import check_name
 from hpsweep.spec.options import Declared
 from hpsweep.spec.params import Domain, Param, knob
 from hpsweep.spec.sections import (
     DEFAULT_TRIALS,
     STARTUP_CAP,
-    DataSpec,
     ModelSpec,
     RegistrySpec,
     ResourcesSpec,
     SearchSpec,
     TrackingSpec,
     TrainSpec,
-    check_name,
 )
 from hpsweep.spec.strict import StrictModel, did_you_mean
 from hpsweep.spec.yamlio import read_yaml
@@ -128,7 +128,7 @@ class SweepSpec(StrictModel):
     @property
     def num_trials(self) -> int:
         """Trials the sweep will run: as written, or every grid point, or 10."""
-        from hpsweep.search.space import grid_size
+        from hpsweep.spec.dimensions import grid_size
 
         if self.search.num_trials:
             return self.search.num_trials

@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from hpsweep.spec import SweepSpec
+from hpsweep.errors import UserError
+from hpsweep.spec.sweep_spec import SweepSpec
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +36,11 @@ RESUMABLE_FIELDS = (("search", "num_trials"), ("search", "time_budget"), ("train
 Status = Literal["running", "interrupted", "finished", "abandoned"]
 
 
-class SweepBusy(RuntimeError):
+class SweepBusy(UserError, RuntimeError):
     """Another process is running this sweep."""
 
 
-class SweepChanged(ValueError):
+class SweepChanged(UserError, ValueError):
     """The sweep file changed in a way that makes resuming its unfinished sweep unsafe."""
 
 

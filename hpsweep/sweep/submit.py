@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpsweep.spec import SweepSpec, local_paths
+from hpsweep.errors import UserError
+from hpsweep.spec.sweep_spec import SweepSpec, local_paths
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ UPLOAD_EXCLUDES = [".venv/", ".git/", "hpsweep-results/", "mlruns/", "mlartifact
 JOB_METADATA = "hpsweep.sweep"
 
 
-class SubmitError(ValueError):
+class SubmitError(UserError, ValueError):
     """The sweep cannot be submitted as asked; the message names what to change."""
 
 

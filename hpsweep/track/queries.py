@@ -1,18 +1,123 @@
-"""What MLflow knows about a sweep: its latest parent run and the state of every trial."""
+"""What MLflow knows about sweeps: their parent runs, their trials, the sweep file each ran.
+
+Every search pages through all its results: a sweep of any size is found by name, and nothing is
+silently cut at a page boundary.
+"""
 
 from __future__ import annotations
 
 import re
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpsweep.spec import SweepSpec
-from hpsweep.track.tracker import BASE_DIR_TAG, EFFECTIVE_SWEEP, PARENT_TAG, SWEEP_TAG, read_artifact_text, tracking_uri
+from hpsweep import contract as C
+from hpsweep.errors import UserError
+from hpsweep.spec.sweep_spec import SweepSpec
+
+#: runs asked for per page of a search (MLflow's stores answer up to 50,000 at once)
+PAGE_SIZE = 1000
 
 
-class UnknownSweep(LookupError):
-    pass
+class UnknownSweep(UserError, LookupError):
+    """No sweep of that name, file or parent run id in the tracking store."""
+
+
+def pages(client: Any, experiment_ids: Sequence[str], filter_string: str = "",
+          order_by: Sequence[str] | None = None, view_type: int | None = None) -> Iterator[list[Any]]:
+    """The runs matching a search, page by page, following MLflow's page tokens to the end."""
+    from mlflow.entities import ViewType
+
+    token = None
+    while True:
+        page = client.search_runs(list(experiment_ids), filter_string=filter_string, order_by=list(order_by or []),
+                                  max_results=PAGE_SIZE, page_token=token,
+                                  run_view_type=ViewType.ACTIVE_ONLY if view_type is None else view_type)
+        yield list(page)
+        token = getattr(page, "token", None)
+        if not token:
+            return
+
+
+def search_all(client: Any, experiment_ids: Sequence[str], filter_string: str = "",
+               order_by: Sequence[str] | None = None) -> list[Any]:
+    """Every run matching a search (all pages)."""
+    return [run for page in pages(client, experiment_ids, filter_string, order_by) for run in page]
+
+
+def is_parent(run: Any) -> bool:
+    return C.SWEEP_TAG in run.data.tags and C.PARENT_TAG not in run.data.tags
+
+
+def latest_parent(client: Any, name: str) -> Any:
+    """The parent run of the latest sweep recorded in experiment `name` (a sweep's name or its
+    tracking.experiment); UnknownSweep when there is none."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        raise UnknownSweep(f"no sweep named {name!r} in {client.tracking_uri}")
+    newest_first = ["attributes.start_time DESC"]
+    role = f"tags.`{C.ROLE_TAG}` = '{C.SWEEP_ROLE}'"
+    for page in pages(client, [experiment.experiment_id], role, newest_first):
+        return page[0] if page else _untagged_parent(client, experiment.experiment_id, name)
+    raise AssertionError("unreachable: pages() yields at least one page")
+
+
+def _untagged_parent(client: Any, experiment_id: str, name: str) -> Any:
+    """A sweep recorded before parent runs carried ROLE_TAG: its parent is the newest run tagged with a
+    sweep id that has no parent of its own, however many trial runs come before it."""
+    for page in pages(client, [experiment_id], f"tags.`{C.SWEEP_TAG}` != ''", ["attributes.start_time DESC"]):
+        for run in page:
+            if is_parent(run):
+                return run
+    raise UnknownSweep(f"experiment {name!r} holds no hpsweep sweep")
+
+
+def trial_runs(client: Any, parent: Any) -> list[Any]:
+    """Every trial run of a sweep, by run name (trial-001 first)."""
+    return search_all(client, [parent.info.experiment_id], f"tags.`{C.PARENT_TAG}` = '{parent.info.run_id}'",
+                      ["attributes.run_name ASC"])
+
+
+def read_artifact_text(client: Any, run_id: str, path: str) -> str:
+    """A run's artifact file as text, through a temporary copy that is removed (MLflow's own download
+    would leave a folder behind in /tmp every time)."""
+    with tempfile.TemporaryDirectory(prefix="hpsweep-") as tmp:
+        return Path(client.download_artifacts(run_id, path, dst_path=tmp)).read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class RecordedSweep:
+    """A sweep as MLflow recorded it: its parent run and the sweep file it ran (any --set applied)."""
+
+    parent: Any
+    spec: SweepSpec
+    raw: dict[str, Any]
+
+    @property
+    def sweep_id(self) -> str:
+        return str(self.parent.data.tags[C.SWEEP_TAG])
+
+
+def find_sweep(client: Any, ref: str) -> RecordedSweep:
+    """A sweep's latest parent run, from its name, its YAML file, or the parent run's ID."""
+    import yaml
+
+    from hpsweep.spec.sweep_spec import load_spec, validate_data
+
+    if re.fullmatch(r"[0-9a-f]{32}", ref):
+        try:
+            parent = client.get_run(ref)
+        except Exception:
+            raise UnknownSweep(f"no run {ref} in {client.tracking_uri}") from None
+    else:
+        parent = latest_parent(client, load_spec(ref).experiment_name if ref.endswith((".yaml", ".yml")) else ref)
+    if not is_parent(parent):
+        raise UnknownSweep(f"run {parent.info.run_id} is not an hpsweep sweep's parent run")
+    raw = yaml.safe_load(read_artifact_text(client, parent.info.run_id, C.EFFECTIVE_SWEEP))
+    base_dir = Path(parent.data.tags.get(C.BASE_DIR_TAG, "."))
+    return RecordedSweep(parent, validate_data(raw, parent.data.tags.get(C.SOURCE_TAG, "<sweep>"), base_dir), raw)
 
 
 @dataclass(frozen=True)
@@ -36,70 +141,40 @@ class SweepStatus:
     trials: list[TrialRow]
 
 
-def latest_parent(client: Any, name: str) -> Any:
-    """The parent run of the latest sweep recorded in experiment `name` (a sweep's name or its
-    tracking.experiment); UnknownSweep when there is none."""
-    experiment = client.get_experiment_by_name(name)
-    if experiment is None:
-        raise UnknownSweep(f"no sweep named {name!r} in {client.tracking_uri}")
-    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{SWEEP_TAG}` != ''",
-                              order_by=["attributes.start_time DESC"], max_results=50)
-    parents = [r for r in runs if PARENT_TAG not in r.data.tags]
-    if not parents:
-        raise UnknownSweep(f"experiment {name!r} holds no hpsweep sweep")
-    return parents[0]
-
-
-@dataclass(frozen=True)
-class RecordedSweep:
-    """A sweep as MLflow recorded it: its parent run and the sweep file it ran (any --set applied)."""
-
-    parent: Any
-    spec: SweepSpec
-    raw: dict[str, Any]
-
-    @property
-    def sweep_id(self) -> str:
-        return str(self.parent.data.tags[SWEEP_TAG])
-
-
-def find_sweep(client: Any, ref: str) -> RecordedSweep:
-    """A sweep's latest parent run, from its name, its YAML file, or the parent run's ID."""
-    import yaml
-
-    from hpsweep.spec import load_spec, validate_data
-
-    if re.fullmatch(r"[0-9a-f]{32}", ref):
-        try:
-            parent = client.get_run(ref)
-        except Exception:
-            raise UnknownSweep(f"no run {ref} in {client.tracking_uri}") from None
-    else:
-        parent = latest_parent(client, load_spec(ref).experiment_name if ref.endswith((".yaml", ".yml")) else ref)
-    if SWEEP_TAG not in parent.data.tags or PARENT_TAG in parent.data.tags:
-        raise UnknownSweep(f"run {parent.info.run_id} is not an hpsweep sweep's parent run")
-    raw = yaml.safe_load(read_artifact_text(client, parent.info.run_id, EFFECTIVE_SWEEP))
-    base_dir = Path(parent.data.tags.get(BASE_DIR_TAG, "."))
-    return RecordedSweep(parent, validate_data(raw, parent.data.tags.get("hpsweep.source", "<sweep>"), base_dir), raw)
-
-
 def sweep_status(name: str, uri: str | None = None) -> SweepStatus:
     """The latest sweep recorded in experiment `name` (a sweep's name, or its tracking.experiment)."""
     from mlflow import MlflowClient
 
+    from hpsweep.track.writer import tracking_uri
+
     client = MlflowClient(tracking_uri(uri))
     parent = latest_parent(client, name)
-    experiment = client.get_experiment(parent.info.experiment_id)
     metric = parent.data.params.get("metric", "")
-    children = client.search_runs([experiment.experiment_id],
-                                  filter_string=f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'",
-                                  order_by=["attributes.run_name ASC"], max_results=10_000)
-    rows = [_row(run, metric) for run in children]
-    return SweepStatus(parent.data.tags[SWEEP_TAG], name, parent.info.run_id, parent.info.status, metric, rows)
+    rows = [_row(run, metric) for run in trial_runs(client, parent)]
+    return SweepStatus(parent.data.tags[C.SWEEP_TAG], name, parent.info.run_id, parent.info.status, metric, rows)
 
 
 def _row(run: Any, metric: str) -> TrialRow:
     metrics = run.data.metrics
-    return TrialRow(run.info.run_name or run.info.run_id, run.info.status,
-                    run.data.tags.get("hpsweep.stop_reason", ""), int(metrics.get("epochs_run", 0)),
-                    metrics.get(f"best_{metric}"), dict(run.data.params), run.info.run_id)
+    return TrialRow(run.info.run_name or run.info.run_id, run.info.status, run.data.tags.get(C.STOP_TAG, ""),
+                    int(metrics.get(C.EPOCHS_RUN, 0)), metrics.get(C.best_metric(metric)), dict(run.data.params),
+                    run.info.run_id)
+
+
+def close_sweep_runs(uri: str, sweep_id: str, status: str, reason: str) -> int:
+    """Close every run of a sweep that is still open (a sweep given up with --restart); how many."""
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+
+    client = MlflowClient(uri)
+    experiments, token = [], None
+    while True:
+        page = client.search_experiments(view_type=ViewType.ACTIVE_ONLY, max_results=PAGE_SIZE, page_token=token)
+        experiments += [e.experiment_id for e in page]
+        if not (token := getattr(page, "token", None)):
+            break
+    runs = search_all(client, experiments, f"tags.`{C.SWEEP_TAG}` = '{sweep_id}' and attributes.status = 'RUNNING'")
+    for run in runs:
+        client.set_tag(run.info.run_id, C.STOP_TAG, reason)
+        client.set_terminated(run.info.run_id, status)
+    return len(runs)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from hpsweep.spec.sections import Augment
+from hpsweep.spec.data_sources import Augment
 from hpsweep.train.data.base import Split
 
 

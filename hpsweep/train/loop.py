@@ -11,87 +11,21 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from hpsweep.search.space import TrialParams
-from hpsweep.spec.sections import Augment
 from hpsweep.train import metrics as M
-from hpsweep.train.batches import BatchPlan, batches, normalise
+from hpsweep.train.batches import BatchPlan, batches
 from hpsweep.train.data.base import PreparedData, Split
+from hpsweep.train.device import RESIDENT_BYTES, normalised, resident, resolve_precision
+from hpsweep.train.loop_api import EpochReport, FitResult, LoopSettings
 from hpsweep.train.models import Net, head_parameter_names
 from hpsweep.train.optim import LRSchedule, build_optimizer
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LoopSettings:
-    """What the loop needs from a sweep's `train` section (the same for every trial)."""
-
-    epochs: int
-    objectives: tuple[tuple[str, str], ...]  #: (metric, mode); the first decides best epoch and early stopping
-    patience: int | None = None
-    precision: str = "auto"
-    seed: int = 0
-    augment: Augment | None = None
-
-    @property
-    def metric(self) -> str:
-        return self.objectives[0][0]
-
-    @property
-    def mode(self) -> str:
-        return self.objectives[0][1]
-
-    def better(self, value: float, best: float | None) -> bool:
-        return best is None or (value > best if self.mode == "max" else value < best)
-
-
-@dataclass
-class EpochReport:
-    """One finished epoch: its metrics and, on request, a checkpoint of the whole training state."""
-
-    epoch: int
-    metrics: dict[str, float]
-    is_best: bool
-    stop: str | None  #: None, or why training ends after this epoch: completed, early_stopped, diverged
-    state: Callable[[], dict[str, Any]]
-    confusion: torch.Tensor | None = None
-
-
-@dataclass
-class FitResult:
-    status: str
-    best_value: float
-    best_epoch: int
-    epochs_run: int
-    history: list[dict[str, float]] = field(default_factory=list)
-    confusion: torch.Tensor | None = None  #: at the best epoch (classification)
-
-
-def reported_metrics(data: PreparedData) -> list[str]:
-    """Metric names the loop reports for this data, for checking `train.metric` before training."""
-    if data.task == "regression":
-        names = ["val_loss", "val_mse", "val_rmse", "val_mae", "val_r2"]
-    else:
-        names = ["val_loss", "val_accuracy", "val_f1", "val_precision", "val_recall"]
-        names += ["val_auc"] if data.num_outputs == 2 else []
-    return ["train_loss", *names, "epoch_time_s"]
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: none on CPU (fp32); on CUDA bf16 where supported, else fp16."""
-    if device.type != "cuda" or precision == "fp32":
-        if precision in ("bf16", "fp16") and device.type != "cuda":
-            log.warning("precision %s needs a GPU; training in fp32 on %s", precision, device)
-        return None
-    if precision == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
 def fit(net: Net, data: PreparedData, params: TrialParams, settings: LoopSettings, *,
@@ -99,7 +33,7 @@ def fit(net: Net, data: PreparedData, params: TrialParams, settings: LoopSetting
         device: torch.device | None = None) -> FitResult:
     """Train `net` on data.train, validate on data.val each epoch; resume from a checkpoint dict if given."""
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    data = _resident(data, device)
+    data = resident(data, device)
     amp_dtype = resolve_precision(settings.precision, device)
     # NHWC feeds the tensor cores' reduced-precision convolutions; in fp32 it only adds layout work, which
     # made a small CNN 8% slower on an H100 (bench/RESULTS-gpu.md)
@@ -109,7 +43,7 @@ def fit(net: Net, data: PreparedData, params: TrialParams, settings: LoopSetting
         net.to(memory_format=torch.channels_last)
     plan = BatchPlan(data.is_image, data.mean, data.std, settings.augment if data.is_image else None,
                      device, channels_last)
-    data, plan = _normalised(data, plan)
+    data, plan = normalised(data, plan)
     heads = head_parameter_names(net)
     optimizer = build_optimizer(net, heads, params.optimizer.name, params.optimizer.params, params.lr,
                                 params.weight_decay, params.head_lr_multiplier)
@@ -126,35 +60,6 @@ def fit(net: Net, data: PreparedData, params: TrialParams, settings: LoopSetting
 
 #: examples per backbone pass when computing a frozen backbone's features
 FEATURE_BATCH = 512
-
-#: train and val splits up to this size (bytes) are copied to the GPU once per fit, so that no batch
-#: waits for a copy from host memory; larger datasets stay on the host and travel batch by batch
-RESIDENT_BYTES = 1 << 30
-
-
-def _resident(data: PreparedData, device: torch.device) -> PreparedData:
-    if device.type != "cuda":
-        return data
-    splits = (data.train, data.val)
-    size = sum(t.numel() * t.element_size() for split in splits for t in (split.x, split.y))
-    if size > RESIDENT_BYTES:
-        return data
-    return replace(data, train=replace(data.train, x=data.train.x.to(device), y=data.train.y.to(device)),
-                   val=replace(data.val, x=data.val.x.to(device), y=data.val.y.to(device)))
-
-
-def _normalised(data: PreparedData, plan: BatchPlan) -> tuple[PreparedData, BatchPlan]:
-    """Images already on the GPU are normalised there once per fit, when the float copies fit in
-    RESIDENT_BYTES and no augmentation runs before normalising: each batch is then one index, as in a
-    hand-written loop over tensors."""
-    splits = (data.train, data.val)
-    if not plan.is_image or plan.augment is not None or not all(split.x.is_cuda for split in splits):
-        return data, plan
-    if sum(split.x.numel() * 4 for split in splits) > RESIDENT_BYTES:
-        return data, plan
-    data = replace(data, train=replace(data.train, x=normalise(data.train.x, plan)),
-                   val=replace(data.val, x=normalise(data.val.x, plan)))
-    return data, replace(plan, normalised=True)
 
 
 class _Run:

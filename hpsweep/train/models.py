@@ -136,17 +136,9 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return dict(loaded)
 
 
-def pretrained_state(pretrained: str | None, base_dir: Path | None = None) -> dict[str, torch.Tensor] | None:
-    """The weights a `models:/...` URI or a state-dict file names (None for no or ImageNet weights).
-
-    A sweep reads them once on the driver and hands them to every trial: workers need no access to
-    the MLflow registry or to the driver's files."""
-    if not pretrained or pretrained == "imagenet":
-        return None
-    if pretrained.startswith("models:/"):
-        from hpsweep.registry.model_format import registry_state_dict
-
-        return registry_state_dict(pretrained)
+def file_state(pretrained: str, base_dir: Path | None = None) -> dict[str, torch.Tensor]:
+    """The weights in a state-dict or hpsweep checkpoint file named by `model.pretrained` (relative to the
+    sweep file's folder). Weights from the MLflow registry are fetched by `hpsweep.registry.weights`."""
     path = Path(pretrained).expanduser()
     return load_state_dict(path if path.is_absolute() or base_dir is None else base_dir / path)
 
@@ -164,9 +156,10 @@ def build_model(name: str, input_shape: tuple[int, ...], outputs: int, *, dropou
     kwargs: dict[str, Any] = {"imagenet": True} if pretrained == "imagenet" else {}
     net = BUILDERS[name](input_shape, outputs, dropout, hidden_sizes or [128], **kwargs)
     if pretrained and pretrained != "imagenet":
-        weights = state if state is not None else pretrained_state(pretrained, base_dir)
-        assert weights is not None
-        load_matching(net, weights, source=pretrained)
+        if state is None and pretrained.startswith("models:/"):
+            raise ModelError(f"{pretrained}: weights from the model registry must be fetched first "
+                             "(hpsweep.registry.weights.pretrained_state)")
+        load_matching(net, state if state is not None else file_state(pretrained, base_dir), source=pretrained)
     return net
 
 

@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol
 
+from hpsweep.errors import UserError
+
 if TYPE_CHECKING:
-    from hpsweep.spec import SweepSpec
+    from hpsweep.spec.sweep_spec import SweepSpec
     from hpsweep.train.data.base import PreparedData
-    from hpsweep.train.loop import EpochReport
+    from hpsweep.train.loop_api import EpochReport
 
 
 class Trainable(Protocol):
@@ -76,7 +78,7 @@ class TrialContext:
         self.report(metrics, report.state() if due else None)
 
 
-class UnknownTrainable(LookupError):
+class UnknownTrainable(UserError, LookupError):
     pass
 
 

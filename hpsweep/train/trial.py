@@ -12,12 +12,14 @@ from typing import Any
 import torch
 
 from hpsweep.search.space import SearchSpace, TrialParams
-from hpsweep.spec import SweepSpec
-from hpsweep.spec.sections import IMAGE_SOURCES
+from hpsweep.spec.data_sources import IMAGE_SOURCES
+from hpsweep.spec.sweep_spec import SweepSpec
 from hpsweep.spec.yamlio import parse_scalar
 from hpsweep.train.data.base import DataError, PreparedData
-from hpsweep.train.loop import EpochReport, FitResult, LoopSettings, fit, reported_metrics
+from hpsweep.train.loop import fit
+from hpsweep.train.loop_api import EpochReport, FitResult, LoopSettings, reported_metrics
 from hpsweep.train.models import Net, build_model
+from hpsweep.train.trainable import Trainable, data_mismatch, uses_data
 
 
 def loop_settings(spec: SweepSpec) -> LoopSettings:
@@ -35,6 +37,21 @@ def check_metrics(spec: SweepSpec, data: PreparedData) -> None:
         if name not in available:
             raise DataError(spec.source, "train.metric", f"{name!r} is not reported for this data; "
                             f"choose from: {', '.join(available)}")
+
+
+def prepare_for(spec: SweepSpec, trainable: Trainable) -> PreparedData | None:
+    """The sweep's data, decoded and checked once for every trial, or None for a trainable that reads its
+    own; DataError (exit 2) when it is unusable, when train.metric is not reported for it, or when the
+    trainable cannot take it. Runs before anything trains."""
+    if not uses_data(trainable):
+        return None
+    from hpsweep.train.data import prepare
+
+    data = prepare(spec)
+    check_metrics(spec, data)
+    if (why := data_mismatch(trainable, data)) is not None:
+        raise DataError(spec.source, "trainable", why)
+    return data
 
 
 def build_net(spec: SweepSpec, data: PreparedData, params: TrialParams,

@@ -10,9 +10,9 @@ from typing import Any
 import pandas as pd
 import torch
 
-from hpsweep.spec import TRAINING_KNOBS, SweepSpec
+from hpsweep.spec.data_sources import CsvAnnotations, FilenameLabels, ImageFolder, SklearnDigits, TabularCsv
 from hpsweep.spec.params import param_extremes
-from hpsweep.spec.sections import CsvAnnotations, FilenameLabels, ImageFolder, SklearnDigits, TabularCsv
+from hpsweep.spec.sweep_spec import TRAINING_KNOBS, SweepSpec
 from hpsweep.train.data import tabular
 from hpsweep.train.data.base import DataError, PreparedData, Split
 from hpsweep.train.data.digits import load_digits, resize_uint8
@@ -126,7 +126,7 @@ def _list_folder(root: Path, fail: Any) -> tuple[Listing, tuple[torch.Tensor, ..
 
 
 def _carve(ranges: list[torch.Tensor], listing: Listing, present: str) -> list[torch.Tensor]:
-    from hpsweep.spec.sections import Split as SplitSpec
+    from hpsweep.spec.data_sources import Split as SplitSpec
 
     labels = torch.as_tensor(listing.labels)[ranges[0]]
     keep, carved, _ = split_indices(labels, SplitSpec(train=0.85, val=0.15, test=0.0), 0, stratify=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from hpsweep.spec.sections import Split as SplitSpec
+from hpsweep.spec.data_sources import Split as SplitSpec
 
 
 def split_indices(labels: torch.Tensor, fractions: SplitSpec, seed: int, stratify: bool

@@ -13,7 +13,9 @@ from conftest import spec_for
 from hpsweep.search.space import SearchSpace
 from hpsweep.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from hpsweep.train.data import prepare
-from hpsweep.train.loop import LoopSettings, fit, resolve_precision
+from hpsweep.train.device import resolve_precision
+from hpsweep.train.loop import fit
+from hpsweep.train.loop_api import LoopSettings
 from hpsweep.train.models import build_model
 from hpsweep.train.optim import LRSchedule
 from hpsweep.train.trial import loop_settings, run_trial
@@ -220,7 +222,7 @@ def test_loop_settings_follow_the_spec(tmp_path):
 
 
 def test_augmentation_changes_training_batches_only(tmp_path, digits):
-    from hpsweep.spec.sections import Augment
+    from hpsweep.spec.data_sources import Augment
     from hpsweep.train.batches import BatchPlan, batches
 
     plan = BatchPlan(True, digits.mean, digits.std, Augment(random_resized_crop=True, horizontal_flip=True),
@@ -266,7 +268,7 @@ def test_the_last_report_of_a_trial_carries_its_best_epochs_confusion_matrix(tmp
     """A resumed sweep takes an ended trial's matrix from Ray's last result for it when the driver died
     before the trial's end reached MLflow, so the last report must hold the best epoch's matrix even
     when that epoch was not the best."""
-    from hpsweep.train.loop import EpochReport
+    from hpsweep.train.loop_api import EpochReport
     from hpsweep.train.trainable import TrialContext
 
     sent: list[dict] = []

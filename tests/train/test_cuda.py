@@ -15,7 +15,8 @@ import torch
 from hpsweep.search.space import SearchSpace
 from hpsweep.spec import SweepSpec, validate_data
 from hpsweep.train.data import prepare
-from hpsweep.train.loop import EpochReport, fit
+from hpsweep.train.loop import fit
+from hpsweep.train.loop_api import EpochReport
 from hpsweep.train.trial import build_net, loop_settings
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -1,12 +1,11 @@
-"""Runner pieces that need no Ray cluster: scheduler settings and --set overrides."""
+"""Trial schedulers built from `search.scheduler`: grace periods and the HyperBand warning."""
 
 from __future__ import annotations
 
 import pytest
 
 from conftest import spec_for
-from hpsweep.cli import _apply_sets
-from hpsweep.sweep.driver import build_scheduler, grace_period
+from hpsweep.search.schedulers import build_scheduler, grace_period
 
 
 @pytest.mark.parametrize(("scheduler", "freeze", "epochs", "expected"), [
@@ -21,16 +20,6 @@ def test_grace_period_covers_the_frozen_epochs(tmp_path, scheduler, freeze, epoc
                     search={"scheduler": {"name": scheduler, "grace_period": 2 if freeze is None else 1}})
     assert grace_period(spec) == expected
     assert type(build_scheduler(spec)).__name__ in ("AsyncHyperBandScheduler", "MedianStoppingRule")
-
-
-def test_set_changes_the_file_or_fixes_a_hyperparameter():
-    raw = {"name": "x", "train": {"epochs": 5}, "space": {"lr": {"loguniform": [0.001, 0.1]}}}
-    out = _apply_sets(raw, ["train.epochs=2", "lr=1e-3", "params.depth=3"], trials=4, concurrency=1)
-    assert out["train"]["epochs"] == 2 and out["space"]["lr"] == 0.001 and out["space"]["params"] == {"depth": 3}
-    assert out["search"] == {"num_trials": 4, "max_concurrent": 1}
-    assert raw["train"]["epochs"] == 5  # the file's data is not changed in place
-    with pytest.raises(ValueError, match="key=value"):
-        _apply_sets(raw, ["lr"], None, None)
 
 
 @pytest.mark.parametrize(("concurrent", "warned"), [(3, True), (9, False), (None, False)])

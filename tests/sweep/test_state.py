@@ -149,7 +149,7 @@ def test_epochs_held_when_the_driver_died_are_written_from_the_checkpoint_on_res
 def test_a_new_sqlite_store_appears_whole_and_an_existing_one_is_kept(tmp_path):
     from mlflow import MlflowClient
 
-    from hpsweep.track.tracker import create_sqlite_store
+    from hpsweep.track.writer import create_sqlite_store
 
     uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
     create_sqlite_store(uri)

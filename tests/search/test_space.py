@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from hpsweep.search.space import SearchSpace, make_sampler
+from hpsweep.search.samplers import make_sampler
+from hpsweep.search.space import SearchSpace
 from hpsweep.spec import SweepSpec, validate_data
 from hpsweep.spec.params import Choice, IntRange, LogUniform, Uniform
 

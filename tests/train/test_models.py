@@ -47,8 +47,10 @@ def test_imagenet_weights_come_from_the_local_cache(torch_home):
 
 def _freeze_then_train(spec, data, net_before):
     """Fine-tune with one frozen epoch; return the backbone/head change per epoch."""
+    from hpsweep.registry.weights import pretrained_state
+
     params = SearchSpace.of(spec).resolve({"lr": 0.01, "freeze_epochs": 1})
-    net = build_net(spec, data, params)
+    net = build_net(spec, data, params, pretrained_state(spec.model.pretrained, spec.base_dir))
     loaded = {k: v.clone() for k, v in net.backbone.state_dict().items()}
     for key, value in loaded.items():
         assert torch.equal(value, net_before.backbone.state_dict()[key]), key
@@ -92,8 +94,12 @@ def test_fine_tune_from_the_mlflow_registry_with_a_new_head(tmp_path, monkeypatc
     tuned = spec_for(tmp_path, model={"name": "cnn", "pretrained": "models:/digits-cnn@champion"},
                      train={"epochs": 2}, data={"replace": {"source": "filename_labels", "path": "five",
                                                             "pattern": r"_(?P<label>\d)\.png$"}})
+    from hpsweep.registry.weights import pretrained_state
+
     five_data = prepare(tuned).for_search()
     fine = _freeze_then_train(tuned, five_data, net)
     assert fine.head.out_features == 5
     with pytest.raises(ModelError, match="cannot fetch models:/digits-cnn@nobody"):
-        build_model("cnn", (1, 8, 8), 5, pretrained="models:/digits-cnn@nobody")
+        pretrained_state("models:/digits-cnn@nobody")
+    with pytest.raises(ModelError, match="must be fetched first"):  # the train layer never reads the registry
+        build_model("cnn", (1, 8, 8), 5, pretrained="models:/digits-cnn@champion")

@@ -132,7 +132,7 @@ def test_the_leaderboard_ranks_trials_as_mlflow_does(sweeps):
 
 
 def test_best_yaml_validates_and_fixes_the_best_trials_values(sweeps, run_cli):
-    from hpsweep.search.space import first_configs
+    from hpsweep.search.samplers import first_configs
     from hpsweep.spec import load_spec
 
     uri = sweeps["uri"]
@@ -203,7 +203,8 @@ def test_the_edge_warning_fires_when_the_best_lr_tops_its_range(sweeps, run_cli,
 
 
 def test_edge_warnings_on_continuous_ranges():
-    from hpsweep.report.gather import TrialResult, edge_warnings
+    from hpsweep.report.analysis import edge_warnings
+    from hpsweep.report.gather import TrialResult
     from hpsweep.search.space import Dimension
     from hpsweep.spec.params import IntRange, LogUniform, Uniform
 

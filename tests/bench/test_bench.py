@@ -32,7 +32,7 @@ def test_every_benchmark_runs_in_quick_mode_writes_the_table_and_leaves_no_scrat
 
 def test_search_efficiency_counts_trial_epochs_in_the_order_trials_ran():
     from bench.search_bench import epochs_to_target, spent_before_target, trials_to_target
-    from hpsweep.track.tracker import TrialRecord
+    from hpsweep.track.records import TrialRecord
 
     def trial(number: int, *accuracies: float) -> TrialRecord:
         return TrialRecord(run_id=f"r{number}", number=number,
@@ -51,7 +51,7 @@ def test_random_search_cost_over_every_order_of_its_trials_matches_counting_each
     from itertools import permutations
 
     from bench.search_bench import epochs_to_target, expected_epochs_to_target
-    from hpsweep.track.tracker import TrialRecord
+    from hpsweep.track.records import TrialRecord
 
     curves = [(0.2, 0.5, 0.6), (0.3, 0.95, 0.9), (0.1, 0.2, 0.3), (0.4, 0.8, 0.92), (0.5, 0.6, 0.7)]
     orders = list(permutations(curves))
@@ -80,7 +80,7 @@ def test_bootstrap_interval_over_seeds_brackets_the_pooled_ratio_and_narrows_whe
 
 def test_a_search_with_foresight_spends_epochs_only_on_trials_that_end_near_the_target():
     from bench.search_bench import epochs_to_target, foresight_epochs_to_target
-    from hpsweep.track.tracker import TrialRecord
+    from hpsweep.track.records import TrialRecord
 
     def trial(number: int, *accuracies: float) -> TrialRecord:
         return TrialRecord(run_id=f"r{number}", number=number,
@@ -96,7 +96,7 @@ def test_a_search_with_foresight_spends_epochs_only_on_trials_that_end_near_the_
 
 def test_asha_replayed_over_recorded_trials_stops_those_behind_and_counts_only_the_epochs_they_ran():
     from bench.search_bench import epochs_to_target, replay_asha
-    from hpsweep.track.tracker import TrialRecord
+    from hpsweep.track.records import TrialRecord
 
     def trial(number: int, *accuracies: float) -> TrialRecord:
         return TrialRecord(run_id=f"r{number}", number=number,
@@ -123,7 +123,7 @@ def test_asha_replayed_over_recorded_trials_stops_those_behind_and_counts_only_t
 
 def test_asha_ranking_trials_by_how_they_end_keeps_the_late_bloomer_it_would_otherwise_stop():
     from bench.search_bench import FINAL_BEST, replay_asha, with_final_best
-    from hpsweep.track.tracker import TrialRecord
+    from hpsweep.track.records import TrialRecord
 
     records = [TrialRecord(run_id=f"r{n}", number=n, history=[{"val_accuracy": a} for a in accuracies])
                for n, accuracies in enumerate([(0.5, 0.6, 0.7), (0.3, 0.9, 0.95)], 1)]

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SWEEPS
+
 # (expected field path, fragment of the message, patch applied to a valid sweep)
 BAD_CONFIGS = [
     ("space.lrr", "did you mean 'lr'", {"space": {"lrr": 0.1}}),
@@ -192,7 +194,7 @@ def test_validate_stays_light(tmp_path):
     code = ("import sys; from hpsweep.cli import main; rc = main(['validate', sys.argv[1]]); "
             "heavy = [m for m in ('torch', 'ray', 'mlflow', 'optuna') if m in sys.modules]; "
             "print('heavy:', heavy); sys.exit(rc)")
-    sweep = Path(__file__).resolve().parent.parent / "sweeps" / "smoke.yaml"
+    sweep = SWEEPS / "smoke.yaml"
     result = subprocess.run([sys.executable, "-c", code, str(sweep)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("heavy: []")

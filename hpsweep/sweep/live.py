@@ -1,0 +1,59 @@
+"""The driver-side state of running sweeps, found by sweep id.
+
+Ray Tune pickles its callbacks, stopper and search algorithm with the experiment and unpickles them on
+a resume; those keep only the sweep id and find the live objects here."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hpsweep.sweep.state import SweepState
+from hpsweep.track.tracker import SweepTracker
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One thing that happened to a trial, for a live display."""
+
+    event: str  #: start, epoch, end
+    trial: int
+    params: dict[str, Any]
+    epoch: int = 0
+    value: float | None = None
+    status: str = "RUNNING"
+
+
+@dataclass
+class LiveSweep:
+    """The driver-side objects of a running sweep. Ray Tune pickles its callbacks, stopper and search
+    algorithm with the experiment and unpickles them on a resume; those keep only the sweep id and
+    find the live objects here."""
+
+    tracker: SweepTracker
+    on_progress: Callable[[Progress], None] | None
+    state: SweepState
+    folder: Path
+    started: float = field(default_factory=time.monotonic)
+    spent_before: float = 0.0
+    saved_at: float = 0.0
+    reconciled: bool = False
+
+    @property
+    def deadline(self) -> float | None:
+        budget = self.state.time_budget
+        return None if budget is None else self.started + budget - self.spent_before
+
+    def account(self, every: float = 0.0) -> None:
+        """Record the time spent so far (every few seconds while running: a kill -9 loses at most that)."""
+        now = time.monotonic()
+        if now - self.saved_at >= every:
+            self.state.elapsed_s = self.spent_before + now - self.started
+            self.state.save(self.folder)
+            self.saved_at = now
+
+
+LIVE: dict[str, LiveSweep] = {}

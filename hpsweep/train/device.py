@@ -1,0 +1,57 @@
+"""Where a fit runs and in what precision: autocast's dtype, and small datasets held on the GPU.
+
+Measured in bench/RESULTS-gpu.md: a split copied to the GPU once per fit, and normalised there once,
+spares every batch a copy from host memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import torch
+
+from hpsweep.train.batches import BatchPlan, normalise
+from hpsweep.train.data.base import PreparedData
+
+log = logging.getLogger(__name__)
+
+#: train and val splits up to this size (bytes) are copied to the GPU once per fit, so that no batch
+#: waits for a copy from host memory; larger datasets stay on the host and travel batch by batch
+RESIDENT_BYTES = 1 << 30
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype: none on CPU (fp32); on CUDA bf16 where supported, else fp16."""
+    if device.type != "cuda" or precision == "fp32":
+        if precision in ("bf16", "fp16") and device.type != "cuda":
+            log.warning("precision %s needs a GPU; training in fp32 on %s", precision, device)
+        return None
+    if precision == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+def resident(data: PreparedData, device: torch.device) -> PreparedData:
+    if device.type != "cuda":
+        return data
+    splits = (data.train, data.val)
+    size = sum(t.numel() * t.element_size() for split in splits for t in (split.x, split.y))
+    if size > RESIDENT_BYTES:
+        return data
+    return replace(data, train=replace(data.train, x=data.train.x.to(device), y=data.train.y.to(device)),
+                   val=replace(data.val, x=data.val.x.to(device), y=data.val.y.to(device)))
+
+
+def normalised(data: PreparedData, plan: BatchPlan) -> tuple[PreparedData, BatchPlan]:
+    """Images already on the GPU are normalised there once per fit, when the float copies fit in
+    RESIDENT_BYTES and no augmentation runs before normalising: each batch is then one index, as in a
+    hand-written loop over tensors."""
+    splits = (data.train, data.val)
+    if not plan.is_image or plan.augment is not None or not all(split.x.is_cuda for split in splits):
+        return data, plan
+    if sum(split.x.numel() * 4 for split in splits) > RESIDENT_BYTES:
+        return data, plan
+    data = replace(data, train=replace(data.train, x=normalise(data.train.x, plan)),
+                   val=replace(data.val, x=normalise(data.val.x, plan)))
+    return data, replace(plan, normalised=True)

@@ -1,0 +1,66 @@
+"""The private Ray and MLflow attributes hpsweep.compat relies on still exist in the installed releases.
+
+A failure here means a new Ray or MLflow moved something: update hpsweep/compat.py and the version
+bounds in pyproject.toml together.
+"""
+
+from __future__ import annotations
+
+import ast
+
+from conftest import REPO
+
+
+def test_ray_keeps_a_trials_ranked_checkpoints_where_compat_reads_them():
+    from ray.tune.experiment import Trial
+
+    from hpsweep.compat import best_checkpoint
+
+    trial = Trial("__fake", stub=True)
+    assert isinstance(trial.run_metadata.checkpoint_manager.best_checkpoint_results, list)
+    assert best_checkpoint(trial) is None  # no checkpoint yet, and no AttributeError swallowed into None
+
+
+def test_ray_search_generators_keep_their_budget_where_compat_sets_it():
+    from ray.tune.search import BasicVariantGenerator, SearchGenerator
+    from ray.tune.search.optuna import OptunaSearch
+
+    from hpsweep.compat import set_search_budget
+
+    generator = SearchGenerator(OptunaSearch(metric="m", mode="max", space={}))
+    for name in ("_total_samples", "_finished", "_counter"):
+        assert hasattr(generator, name), f"SearchGenerator has no {name}"
+    generator._finished, generator._counter = True, 3
+    set_search_budget(generator, 5)
+    assert generator._total_samples == 5 and generator._finished is False
+    assert BasicVariantGenerator  # imported from the same module as in Ray's own layout
+
+
+def test_mlflow_keeps_the_active_experiment_where_compat_reads_it():
+    from mlflow.tracking import fluent
+
+    from hpsweep.compat import active_experiment_id, restore_active_experiment
+
+    assert hasattr(fluent, "_active_experiment_id")
+    before = active_experiment_id()
+    restore_active_experiment("12345")
+    assert active_experiment_id() == "12345"
+    restore_active_experiment(before)
+
+
+def test_no_other_module_reaches_into_ray_or_mlflow_privates():
+    """Only compat.py may read or write an attribute with a leading underscore on Ray or MLflow objects."""
+    offenders = []
+    for path in (REPO / "hpsweep").rglob("*.py"):
+        if path.name == "compat.py":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in ("ray", "mlflow"):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                if private or any(part.startswith("_") for part in node.module.split(".")):
+                    offenders.append(f"{path.relative_to(REPO)}:{node.lineno} imports {node.module}")
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in (
+                    "fluent", "ray", "mlflow", "tune") and node.attr.startswith("_"):
+                offenders.append(f"{path.relative_to(REPO)}:{node.lineno} touches {node.value.id}.{node.attr}")
+    assert not offenders, "\n".join(offenders)
