@@ -29,16 +29,21 @@ class PromotionError(UserError):
 
 @dataclass(frozen=True)
 class Candidate:
+    """A model in a promotion: the sweep's best (challenger) or the alias's holder (champion), evaluated."""
+
     role: str  #: challenger or champion
     model_uri: str
-    test: dict[str, float]
-    run_id: str = ""
-    version: str = ""
+    test: dict[str, float]  #: its metrics on the test split
+    #: the hyperparameters it was trained with, as MLflow logged them
     params: dict[str, str] = field(default_factory=dict)
+    run_id: str = ""  #: the trial run it came from
+    version: str = ""  #: its registered version (the champion's)
 
 
 @dataclass(frozen=True)
 class Decision:
+    """What a promotion decided and why; recorded on the sweep's parent run, promoted or held."""
+
     promoted: bool
     reason: str
     model_name: str
@@ -76,8 +81,8 @@ def promote(ref: str, *, model_name: str | None = None, alias: str | None = None
         raise PromotionError("the sweep has no test split (data.split.test is 0): nothing to promote on")
     inputs = _raw_test_inputs(spec, data)
     model_uri = best.data.tags[C.MODEL_URI_TAG]
-    challenger = Candidate("challenger", model_uri, _evaluate(model_uri, data, inputs), best.info.run_id,
-                           params=dict(best.data.params))
+    challenger = Candidate("challenger", model_uri, _evaluate(model_uri, data, inputs),
+                           params=dict(best.data.params), run_id=best.info.run_id)
     champion = _champion(client, name, alias, data, inputs)
     promoted, reason = _decide(challenger, champion, metric, mode, margin)
     decision = Decision(promoted, reason, name, alias, metric, mode, challenger, champion, dry_run=dry_run,
@@ -165,8 +170,8 @@ def _champion(client: Any, name: str, alias: str, data: PreparedData, inputs: An
             run_params = dict(client.get_run(version.run_id).data.params)
         except Exception:
             run_params = {}
-    return Candidate("champion", uri, _evaluate(uri, data, inputs), version.run_id or "", str(version.version),
-                     run_params)
+    return Candidate("champion", uri, _evaluate(uri, data, inputs), params=run_params, run_id=version.run_id or "",
+                     version=str(version.version))
 
 
 def _decide(challenger: Candidate, champion: Candidate | None, metric: str, mode: str,

@@ -261,3 +261,57 @@ def test_the_champion_serves_with_mlflow_models_serve(store, run_cli):
         if server.poll() is None:
             os.killpg(server.pid, 15)
             server.wait(timeout=30)
+
+
+def _copy_store(store, tmp_path) -> str:
+    """The module's tracking store copied, so a test can damage or extend it without touching the others
+    (the copy's runs point at the same artifact folders)."""
+    import shutil
+
+    folder, _ = store
+    shutil.copy(folder / "mlflow.db", tmp_path / "mlflow.db")
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def test_a_champion_that_cannot_be_read_stops_the_promotion_and_writes_nothing(store, run_cli, tmp_path):
+    """Only "no such model or alias" means there is no champion. A registry that fails to answer (here a
+    broken table of the real store: every read of the model's aliases raises) must not be taken for an
+    empty one, or the challenger would be promoted over a champion nobody compared it with."""
+    import sqlite3
+
+    _promote(run_cli, store, "strong")  # a champion exists
+    uri = _copy_store(store, tmp_path)
+    database = sqlite3.connect(tmp_path / "mlflow.db")
+    versions_before = database.execute("SELECT count(*) FROM model_versions").fetchone()[0]
+    database.execute("DROP TABLE registered_model_aliases")
+    database.commit()
+    code, out, err = run_cli("promote", "strong", "--tracking-uri", uri)
+    assert code == 1, (out, err)
+    assert len(err.strip().splitlines()) == 1 and err.startswith("hpsweep: error:")
+    assert "promoted" not in out
+    assert database.execute("SELECT count(*) FROM model_versions").fetchone()[0] == versions_before
+    database.close()
+
+
+def test_versions_scored_on_another_metric_are_not_ranked_against_the_alias(store, run_cli, tmp_path):
+    """A version promoted for the same alias and data but scored on another test metric (here an mse of
+    40, which is 'higher' than any accuracy) must not win the alias back from a new accuracy champion."""
+    import mlflow
+
+    from hpsweep import contract as C
+    from hpsweep.track.queries import find_sweep
+    from hpsweep.train.data import prepare
+
+    uri = _copy_store(store, tmp_path)
+    client = _client(uri)
+    weak = find_sweep(client, "weak")
+    mlflow.set_tracking_uri(uri)
+    other = mlflow.register_model(weak.parent.data.tags[C.BEST_MODEL_TAG], "cross")
+    for key, value in {C.DECISION_TAG: "promoted", C.ALIAS_TAG: "champion", C.TEST_TAG: "mse=40.0",
+                       C.TEST_MODE_TAG: "max", C.FINGERPRINT_TAG: prepare(weak.spec).fingerprint()}.items():
+        client.set_model_version_tag("cross", other.version, key, value)
+    code, _, err = run_cli("promote", "strong", "--model-name", "cross", "--tracking-uri", uri)
+    assert code == 0, err
+    champion = client.get_model_version_by_alias("cross", "champion")
+    assert champion.version != other.version and champion.tags[C.SWEEP_TAG].startswith("strong-")
+    assert champion.tags[C.TEST_TAG].startswith("accuracy=") and champion.tags[C.TEST_MODE_TAG] == "max"
