@@ -159,16 +159,18 @@ def _close_out(live: LiveSweep, completed: bool, after_error: bool) -> None:
     tracker = live.tracker
     live.state.status = "finished" if completed else "interrupted"
     LIVE.pop(live.state.sweep_id, None)
-    try:
-        live.account()
-        if tracker.client.get_run(tracker.parent_id).info.status == "RUNNING":
-            tracker.abort()
-        tracker.wait()  # everything is in MLflow before the sweep's outcome is read from it
-    except Exception as exc:
-        if not after_error:
-            raise
-        log.error("while stopping the sweep after an error, recording it failed too: %s: %s",
-                  type(exc).__name__, exc)
+    live.account()
+    for _ in range(2):  # the writer raises a failed write once: the second pass closes what is still open
+        try:
+            if tracker.client.get_run(tracker.parent_id).info.status == "RUNNING":
+                tracker.abort()
+            tracker.wait()  # everything is in MLflow before the sweep's outcome is read from it
+            return
+        except Exception as exc:
+            if not after_error:
+                raise
+            log.error("while stopping the sweep after an error, recording it failed too: %s: %s",
+                      type(exc).__name__, exc)
 
 
 def _report(tracker: SweepTracker, plan: SweepPlan) -> Path | None:
