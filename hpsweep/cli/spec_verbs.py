@@ -33,6 +33,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_schema(args: argparse.Namespace) -> int:
     from hpsweep.spec.sweep_spec import SweepSpec
 
+    if args.markdown:
+        from hpsweep.spec.reference import markdown_reference
+
+        print(markdown_reference(), end="")
+        return EXIT_OK
     schema = SweepSpec.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "hpsweep sweep file"
@@ -69,6 +74,8 @@ def register(verbs: Any) -> None:
 
     p = verbs.add_parser("schema", help="print the JSON Schema of sweep files (for editors)")
     p.add_argument("--indent", action="store_true", help="pretty-print")
+    p.add_argument("--markdown", action="store_true", help="the sweep-file reference as Markdown instead "
+                                                           "(docs/sweep-file-reference.md)")
     p.set_defaults(func=cmd_schema)
 
     p = verbs.add_parser("space", help="show a sweep's search space and the first trials it draws")

@@ -47,12 +47,12 @@ def apply_sets(raw: dict[str, Any], sets: Sequence[str]) -> dict[str, Any]:
     for item in sets:
         path, value = parse_set(item)
         key = ".".join(path)
-        if path[0] in SweepSpec.model_fields:
+        if path == ["model"]:  # the architecture, a hyperparameter like the others (not the whole section)
+            _set_path(out, ["model", "name"], value, key)
+        elif path[0] in SweepSpec.model_fields:
             _set_path(out, path, value, key)
         elif path[0] in _BRANCHES:
             _set_branch(out.setdefault("space", {}), path, value, key)
-        elif len(path) == 1 and path[0] == "model":
-            _set_path(out, ["model", "name"], value, key)
         elif len(path) == 1 and path[0] in TRAINING_KNOBS:
             _set_path(out, ["space", path[0]], value, key)
         elif len(path) == 1 and path[0] in ((out.get("space") or {}).get("params") or {}):
