@@ -46,13 +46,19 @@ def _importable(cls: type) -> type:
     return cls
 
 
+def _param_help(declared: Any) -> str:
+    default = "" if declared.default is None else f" (default {declared.default})"
+    return (declared.domain.help or declared.domain.describe()) + default
+
+
 def _params_model(kind: str, decl: BranchDecl, with_name: bool) -> type[BranchParams]:
     fields: dict[str, Any] = {
-        pname: (knob(p.domain), ...) if p.required else (knob(p.domain) | None, None)
+        pname: (knob(p.domain), ...) if p.required
+        else (Annotated[knob(p.domain) | None, Field(description=_param_help(p))], None)
         for pname, p in decl.params.items()
     }
     if with_name:
-        fields["name"] = (Literal[decl.name], ...)  # type: ignore[valid-type]
+        fields["name"] = (Literal[decl.name], Field(description=f"the {kind}: {decl.name} ({decl.help})"))  # type: ignore[valid-type]
     suffix = "Fixed" if with_name else "Params"
     model = create_model(f"{kind.title()}{decl.name.title().replace('_', '')}{suffix}",
                          __base__=FixedBranch if with_name else BranchParams,
@@ -102,7 +108,9 @@ def _choice_type(kind: str, registry: Mapping[str, BranchDecl]) -> type[StrictMo
     choice_map = _importable(create_model(
         f"{kind.title()}Options", __base__=StrictModel,
         __doc__=f"the {kind}s to search among, each with its own parameters",
-        **{name: (_params_model(kind, decl, with_name=False) | None, None) for name, decl in registry.items()},
+        **{name: (Annotated[_params_model(kind, decl, with_name=False) | None,
+                            Field(description=f"{decl.help}, with these parameters")], None)
+           for name, decl in registry.items()},
     ))
     option_names = Literal[tuple(names)]  # type: ignore[valid-type]
 

@@ -23,7 +23,7 @@ ChoiceValue = Scalar | list[int | float]
 class Uniform(StrictModel):
     """A real number drawn uniformly from [low, high]."""
 
-    uniform: tuple[float, float]
+    uniform: tuple[float, float] = Field(description="[low, high]: drawn uniformly between them")
 
     @model_validator(mode="after")
     def _ordered(self) -> Uniform:
@@ -38,7 +38,8 @@ class Uniform(StrictModel):
 class LogUniform(StrictModel):
     """A positive real number drawn uniformly on a log scale from [low, high]."""
 
-    loguniform: tuple[float, float]
+    loguniform: tuple[float, float] = Field(
+        description="[low, high], both > 0: drawn uniformly on a log scale (learning rates, weight decay)")
 
     @model_validator(mode="after")
     def _positive(self) -> LogUniform:
@@ -56,7 +57,7 @@ class LogUniform(StrictModel):
 class IntRange(StrictModel):
     """An integer drawn from [low, high] (both included), on a grid of `step` or on a log scale."""
 
-    int_: tuple[int, int] = Field(alias="int")
+    int_: tuple[int, int] = Field(alias="int", description="[low, high]: an integer between them, both included")
     step: int = Field(1, ge=1, description="spacing of the allowed values, counted from low")
     log: bool = Field(False, description="draw on a log scale (needs low >= 1 and step 1)")
 
@@ -85,7 +86,7 @@ class IntRange(StrictModel):
 class Choice(StrictModel):
     """One of a list of values (categorical)."""
 
-    choice: list[ChoiceValue] = Field(min_length=1)
+    choice: list[ChoiceValue] = Field(min_length=1, description="the values to choose among")
 
     @model_validator(mode="after")
     def _distinct(self) -> Choice:

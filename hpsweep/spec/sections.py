@@ -31,7 +31,7 @@ ModelName = Literal["mlp", "cnn", "resnet18", "mobilenet_v3_small", "mobilenet_v
 class ModelChoice(StrictModel):
     """Search among architectures: `name: {choice: [mlp, cnn]}`."""
 
-    choice: list[ModelName] = Field(min_length=1)
+    choice: list[ModelName] = Field(min_length=1, description="the architectures to search among")
 
     @field_validator("choice")
     @classmethod
@@ -72,13 +72,14 @@ _MINIMISED = re.compile(r"(loss|rmse|mse|mae|error|time)$")
 class TrainSpec(StrictModel):
     """How every trial trains; the same for all trials of a sweep."""
 
-    epochs: int = Field(10, ge=1, le=100_000)
+    epochs: int = Field(10, ge=1, le=100_000, description="epochs every trial may train (ASHA's max_t)")
     metric: str | list[str] = Field("val_loss", description="the metric the search optimises, or several (nsga2)")
     mode: Literal["min", "max"] | list[Literal["min", "max"]] | None = Field(
         None, description="min or max per metric (default: min for *loss/*rmse/*mae/*error, else max)")
     patience: int | None = Field(None, ge=1, description="early-stopping patience in epochs (default: off)")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    seed: int = Field(0, ge=0)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="mixed precision on a GPU (auto: bf16 where supported, else fp16); fp32 on a CPU")
+    seed: int = Field(0, ge=0, description="seeds the splits, the model's initial weights and the batch order")
     checkpoint_every: Annotated[float, BeforeValidator(duration, json_schema_input_type=float | str)] = Field(
         1.0, ge=0, description="a trial checkpoints its best and last epochs, and others when this long (seconds, "
         "or 30s, 5m) has passed since its previous checkpoint; 0: every epoch")
@@ -115,30 +116,31 @@ class TrainSpec(StrictModel):
 class Fifo(StrictModel):
     """Every trial runs all its epochs."""
 
-    name: Literal["fifo"]
+    name: Literal["fifo"] = Field(description="first in, first out: no early stopping")
 
 
 class Asha(StrictModel):
     """Asynchronous successive halving; max_t is train.epochs."""
 
-    name: Literal["asha"]
+    name: Literal["asha"] = Field(description="asynchronous successive halving")
     grace_period: int = Field(1, ge=1, description="epochs every trial runs before it may be stopped")
-    reduction_factor: float = Field(3, gt=1)
+    reduction_factor: float = Field(3, gt=1, description="a third (at 3) of the trials at each rung go on")
 
 
 class Hyperband(StrictModel):
     """HyperBand; max_t is train.epochs."""
 
-    name: Literal["hyperband"]
-    reduction_factor: float = Field(3, gt=1)
+    name: Literal["hyperband"] = Field(description="HyperBand: brackets of successive halving")
+    reduction_factor: float = Field(3, gt=1, description="a third (at 3) of the trials at each rung go on")
 
 
 class Median(StrictModel):
     """Stop a trial whose metric falls below the median of the others at the same epoch."""
 
-    name: Literal["median"]
-    grace_period: int = Field(1, ge=1)
-    min_samples_required: int = Field(3, ge=1)
+    name: Literal["median"] = Field(description="the median stopping rule")
+    grace_period: int = Field(1, ge=1, description="epochs every trial runs before it may be stopped")
+    min_samples_required: int = Field(3, ge=1, description="trials that must have reached an epoch before "
+                                      "the median there can stop one")
 
 
 SchedulerSpec = named_union("trial scheduler", "name", Fifo, Asha, Hyperband, Median)
@@ -155,12 +157,15 @@ STARTUP_CAP = 10
 class SearchSpec(StrictModel):
     """How trials are chosen and scheduled."""
 
-    algorithm: Literal["tpe", "random", "qmc", "grid", "cmaes", "gp", "nsga2"] = "tpe"
+    algorithm: Literal["tpe", "random", "qmc", "grid", "cmaes", "gp", "nsga2"] = Field(
+        "tpe", description="the Optuna sampler: tpe, random, qmc (quasi-random), grid, cmaes, gp (Gaussian "
+        "process), nsga2 (several metrics)")
     num_trials: int | None = Field(None, ge=1, description="default: 10, or every grid point for grid")
     max_concurrent: int | None = Field(None, ge=1, description="default: as many as the resources allow")
     time_budget: Annotated[float | None, BeforeValidator(duration, json_schema_input_type=float | str | None)] = Field(
         None, gt=0, description="end the sweep after it has run this long, over all its resumes: seconds, or 30m, 2h")
-    scheduler: SchedulerSpec = Fifo(name="fifo")
+    scheduler: SchedulerSpec = Field(Fifo(name="fifo"), description="the trial scheduler that stops weak "
+                                     "trials early: fifo, asha, hyperband or median")
     startup_trials: int | None = Field(
         None, ge=1, description="trials drawn at random before tpe, gp or cmaes model the results "
         "(default: a third of num_trials, at most 10, for tpe and gp; the sampler's own for cmaes)")
@@ -174,7 +179,7 @@ class SearchSpec(StrictModel):
 class ResourcesSpec(StrictModel):
     """What each trial reserves on its worker."""
 
-    cpu: float = Field(1, gt=0)
+    cpu: float = Field(1, gt=0, description="CPUs each trial reserves (torch uses as many threads)")
     gpu: float = Field(0, ge=0, description="may be a fraction (0.25 packs four trials on a GPU)")
 
     @field_validator("gpu")
@@ -195,5 +200,6 @@ class RegistrySpec(StrictModel):
     """How `hpsweep promote` registers the best model."""
 
     model_name: Annotated[str, AfterValidator(check_name)] | None = Field(None, description="default: the sweep name")
-    alias: str = Field("champion", pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+    alias: str = Field("champion", pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$",
+                       description="the alias that points at the best version")
     min_improvement: float = Field(0.0, ge=0, description="how much the test metric must improve to promote")

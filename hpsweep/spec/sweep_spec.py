@@ -84,16 +84,16 @@ class SweepSpec(StrictModel):
 
     name: Annotated[str, AfterValidator(check_name)] = Field(
         description="names the sweep, its MLflow experiment and its results folder")
-    description: str = ""
+    description: str = Field("", description="what the sweep is for; shown on its MLflow parent run")
     trainable: str = Field(description=f"a registered trainable (entry-point group {TRAINABLE_GROUP})")
-    data: DataSpec
-    model: ModelSpec = ModelSpec()
-    train: TrainSpec = TrainSpec()
-    search: SearchSpec = SearchSpec()
-    space: SpaceSpec = SpaceSpec()
-    resources: ResourcesSpec = ResourcesSpec()
-    tracking: TrackingSpec = TrackingSpec()
-    registry: RegistrySpec = RegistrySpec()
+    data: DataSpec = Field(description="where the examples come from, picked by `source`")
+    model: ModelSpec = Field(ModelSpec(), description="the network")
+    train: TrainSpec = Field(TrainSpec(), description="how every trial trains")
+    search: SearchSpec = Field(SearchSpec(), description="how trials are chosen and scheduled")
+    space: SpaceSpec = Field(SpaceSpec(), description="the hyperparameters: fixed values or ranges to search")
+    resources: ResourcesSpec = Field(ResourcesSpec(), description="what each trial reserves")
+    tracking: TrackingSpec = Field(TrackingSpec(), description="where MLflow records the sweep")
+    registry: RegistrySpec = Field(RegistrySpec(), description="how `hpsweep promote` registers the best model")
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _source: str = PrivateAttr(default="<sweep>")

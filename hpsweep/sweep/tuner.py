@@ -34,7 +34,7 @@ def make_tuner(spec: SweepSpec, data: PreparedData | None, pretrained: Any, plan
     trainable = tune.with_resources(tune.with_parameters(trial_entry, sweep=sweep, data=data, pretrained=pretrained),
                                     {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
     if plan.resuming and _restorable(plan.folder):
-        # Unpickles the experiment's state: the results folder must be trusted (see README).
+        # Unpickles the experiment's state: the results folder must be trusted (docs/running.md).
         return tune.Tuner.restore(str(plan.folder), trainable=trainable, resume_unfinished=True,
                                   resume_errored=False, restart_errored=False)
     return _build_tuner(spec, trainable, plan)

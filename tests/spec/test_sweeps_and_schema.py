@@ -83,3 +83,40 @@ def test_space_command_shows_dimensions_and_draws(run_cli):
     assert len(draws) == 3
     for line in draws:
         assert ("optimizer=sgd" in line) == ("optimizer.sgd.momentum=" in line)
+
+
+def _fields(node: dict, defs: dict, path: str, seen: set[str]) -> list[tuple[str, dict]]:
+    """(dotted path, property schema) for every property reachable from `node`, following $ref and unions."""
+    found = []
+    ref = node.get("$ref")
+    if ref is not None:
+        name = ref.rsplit("/", 1)[-1]
+        if name in seen:
+            return []
+        return _fields(defs[name], defs, path, seen | {name})
+    for key in ("anyOf", "oneOf", "allOf"):
+        for option in node.get(key, []):
+            found += _fields(option, defs, path, seen)
+    for name, prop in (node.get("properties") or {}).items():
+        found.append((f"{path}.{name}".lstrip("."), prop))
+        found += _fields(prop, defs, f"{path}.{name}", seen)
+    for key in ("items", "additionalProperties"):
+        if isinstance(node.get(key), dict):
+            found += _fields(node[key], defs, path, seen)
+    return found
+
+
+def test_every_field_of_the_sweep_schema_is_described(schema):
+    """`hpsweep schema` (and so every editor that reads it) explains every key a sweep file may hold."""
+    defs = schema.get("$defs", {})
+    undescribed = sorted({path for path, prop in _fields(schema, defs, "", set()) if not prop.get("description")})
+    assert not undescribed, f"{len(undescribed)} fields without a description: {', '.join(undescribed)}"
+
+
+def test_the_committed_reference_is_the_generated_one():
+    """docs/sweep-file-reference.md is `hpsweep schema --markdown`: regenerate it when the models change."""
+    from conftest import REPO
+    from hpsweep.spec.reference import markdown_reference
+
+    committed = (REPO / "docs" / "sweep-file-reference.md").read_text(encoding="utf-8")
+    assert committed == markdown_reference(), "run: hpsweep schema --markdown > docs/sweep-file-reference.md"

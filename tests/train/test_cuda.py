@@ -1,7 +1,7 @@
 """The shared loop's CUDA paths: autocast (bf16, and fp16 with a gradient scaler), channels_last for
 convolutional models, frozen-backbone epochs and checkpoints that move between GPU and CPU.
 These need a GPU and are skipped without one (CI has none); run them on a GPU machine with
-`pytest tests/test_cuda.py --noconftest` (no Ray or MLflow needed)."""
+`pytest tests/train/test_cuda.py --noconftest` (no Ray or MLflow needed)."""
 
 from __future__ import annotations
 

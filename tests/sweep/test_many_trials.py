@@ -1,0 +1,45 @@
+"""A sweep of more trials than MLflow's old 50-run page, tried as a user would: every verb finds it by name."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+TRIALS = 120
+
+
+@pytest.fixture(scope="module")
+def big_sweep(ray_session, tmp_path_factory):
+    from hpsweep.cli import main
+
+    folder = tmp_path_factory.mktemp("many")
+    sweep = folder / "many.yaml"
+    sweep.write_text(yaml.safe_dump({
+        "name": "many", "trainable": "image_classifier", "data": {"source": "sklearn_digits"},
+        "model": {"name": "mlp", "hidden_sizes": [16]}, "train": {"epochs": 1, "metric": "val_accuracy"},
+        "search": {"algorithm": "random", "num_trials": TRIALS},
+        "space": {"lr": {"loguniform": [1.0e-3, 3.0e-2]}, "batch_size": {"choice": [64, 128]}}}))
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    assert main(["run", str(sweep), "--tracking-uri", uri, "--storage", str(folder / "results")]) == 0
+    return folder, sweep, uri
+
+
+def test_status_lists_every_trial_of_a_large_sweep_by_name(big_sweep, run_cli):
+    _, _, uri = big_sweep
+    code, out, err = run_cli("status", "many", "--tracking-uri", uri)
+    assert code == 0, err
+    rows = [line for line in out.splitlines() if line.startswith("trial-")]
+    assert len(rows) == TRIALS and rows[0].startswith("trial-001") and rows[-1].startswith(f"trial-{TRIALS}")
+
+
+def test_report_compare_and_promote_find_a_large_sweep_by_name(big_sweep, run_cli, tmp_path):
+    _, sweep, uri = big_sweep
+    code, out, err = run_cli("report", "many", "--tracking-uri", uri, "--out", str(tmp_path / "report"))
+    assert code == 0, err
+    assert out.startswith("sweep many-") and f": {TRIALS} trials, best trial-" in out
+    code, out, err = run_cli("compare", "many", str(sweep), "--tracking-uri", uri)
+    assert code == 0 and "the two sweeps search the same space with the same settings" in out, err
+    code, out, err = run_cli("promote", "many", "--tracking-uri", uri)
+    assert code == 0, err
+    assert "promoted: there is no champion yet; many@champion is now version 1" in out
