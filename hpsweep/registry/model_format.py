@@ -164,8 +164,6 @@ def to_predictions(outputs: torch.Tensor, description: dict[str, Any]) -> Any:
                          "probability": probabilities.max(dim=1).values.numpy()})
 
 
-
-
 class HpsweepModel(PythonModel):  # type: ignore[misc]
     """Predicts from raw values: uint8 images [N, H, W] or [N, C, H, W], or a table with the feature columns."""
 

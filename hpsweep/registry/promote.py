@@ -15,7 +15,7 @@ import torch
 from hpsweep import contract as C
 from hpsweep.errors import UserError
 from hpsweep.spec.sweep_spec import SweepSpec
-from hpsweep.track.queries import RecordedSweep, UnknownSweep, find_sweep, trial_runs
+from hpsweep.track.queries import RecordedSweep, UnknownSweep, find_sweep, model_versions, trial_runs
 from hpsweep.track.writer import tracking_uri
 from hpsweep.train import metrics as M
 from hpsweep.train.data.base import PreparedData
@@ -218,7 +218,7 @@ def _settle_alias(client: Any, decision: Decision, fingerprint: str, rounds: int
     name, alias = decision.model_name, decision.alias
     for attempt in range(rounds):
         best_version, best_score = None, None
-        for version in client.search_model_versions(f"name='{name}'"):
+        for version in model_versions(client, name):
             score = _comparable_score(version.tags or {}, decision, fingerprint)
             if score is None:
                 continue

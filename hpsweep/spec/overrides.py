@@ -2,7 +2,7 @@
 
 KEY is either a dotted path in the sweep file (`train.epochs`, `search.scheduler.grace_period`,
 `data.image_size`) or a hyperparameter as `hpsweep space` names it: a training knob (`lr`), a parameter
-of the sweep's own (`hidden` for `space.params.hidden`), the architecture (`model`), a branch
+of the sweep's own (`hidden` or `params.hidden`, for `space.params.hidden`), the architecture (`model`), a branch
 (`optimizer`, `scheduler`) or one option's parameter (`optimizer.sgd.momentum`). VALUE is read as the
 sweep file would read it: `1e-3` is a number, `[3, 6]` a list, `{loguniform: [1e-4, 0.1]}` a range.
 """
@@ -53,6 +53,8 @@ def apply_sets(raw: dict[str, Any], sets: Sequence[str]) -> dict[str, Any]:
             _set_path(out, path, value, key)
         elif path[0] in _BRANCHES:
             _set_branch(out.setdefault("space", {}), path, value, key)
+        elif len(path) == 2 and path[0] == "params":
+            _set_path(out, ["space", *path], value, key)
         elif len(path) == 1 and path[0] in TRAINING_KNOBS:
             _set_path(out, ["space", path[0]], value, key)
         elif len(path) == 1 and path[0] in ((out.get("space") or {}).get("params") or {}):

@@ -24,17 +24,14 @@ DEFAULT_STORAGE = "hpsweep-results"
 class SweepPlan:
     """What `hpsweep run` is about to do: start a sweep, or resume the unfinished one of the same name."""
 
-
     root: Path  #: the results storage
     state: SweepState
     resuming: bool
     abandoned: tuple[Path, SweepState] | None = None  #: an unfinished sweep that --restart gives up
 
-
     @property
     def sweep_id(self) -> str:
         return self.state.sweep_id
-
 
     @property
     def folder(self) -> Path:

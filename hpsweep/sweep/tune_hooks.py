@@ -9,6 +9,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ray.tune import Callback
+from ray.tune.search import SearchGenerator
+from ray.tune.stopper import Stopper
+
 from hpsweep.compat import best_checkpoint, set_search_budget
 from hpsweep.contract import RESULT_BEST, RESULT_CONFUSION, RESULT_STOP, StopReason
 from hpsweep.sweep.checkpoints import PRUNE_EVERY_S, PRUNE_GRACE_S, prune_checkpoints, read_reported
@@ -19,15 +23,8 @@ from hpsweep.track.tracker import SweepTracker
 
 log = logging.getLogger(__name__)
 
-def _ray_base(name: str) -> type:
-    from ray.tune import Callback
-    from ray.tune.search import SearchGenerator
-    from ray.tune.stopper import Stopper
 
-    return {"Callback": Callback, "SearchGenerator": SearchGenerator, "Stopper": Stopper}[name]
-
-
-class BudgetedSearch(_ray_base("SearchGenerator")):  # type: ignore[misc]
+class BudgetedSearch(SearchGenerator):
     """Ray's search generator, whose number of trials on a resume is the sweep file's current one
     (Ray would keep the number the sweep started with)."""
 
@@ -41,7 +38,7 @@ class BudgetedSearch(_ray_base("SearchGenerator")):  # type: ignore[misc]
             set_search_budget(self, live.state.num_trials)
 
 
-class BudgetStopper(_ray_base("Stopper")):  # type: ignore[misc]
+class BudgetStopper(Stopper):
     """Stops the sweep when its time budget, counted over every start of the sweep, is spent."""
 
     def __init__(self, sweep_id: str) -> None:
@@ -56,7 +53,7 @@ class BudgetStopper(_ray_base("Stopper")):  # type: ignore[misc]
         return deadline is not None and time.monotonic() >= deadline
 
 
-class SweepCallback(_ray_base("Callback")):  # type: ignore[misc]
+class SweepCallback(Callback):
     """Driver side: Ray's trial events to the tracker (MLflow) and to the progress display.
 
     Ray skips registering a checkpoint when an on_checkpoint callback raises (the trial then resumes

@@ -47,6 +47,16 @@ def search_all(client: Any, experiment_ids: Sequence[str], filter_string: str = 
     return [run for page in pages(client, experiment_ids, filter_string, order_by) for run in page]
 
 
+def model_versions(client: Any, name: str) -> list[Any]:
+    """Every version of a registered model (all pages)."""
+    found, token = [], None
+    while True:
+        page = client.search_model_versions(f"name='{name}'", max_results=PAGE_SIZE, page_token=token)
+        found += list(page)
+        if not (token := getattr(page, "token", None)):
+            return found
+
+
 def is_parent(run: Any) -> bool:
     return C.SWEEP_TAG in run.data.tags and C.PARENT_TAG not in run.data.tags
 

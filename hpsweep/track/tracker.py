@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -202,8 +201,8 @@ class SweepTracker(Resuming):
 
     def best_trial(self) -> tuple[str, TrialRecord] | None:
         """The best trial by the sweep metric; a diverged or failed trial never is, whatever it reached."""
-        scored = [(tid, r) for tid, r in self.trials.items() if r.best is not None and math.isfinite(r.best)
-                  and r.stop not in C.FAILED_REASONS]
+        scored = [(tid, r) for tid, r in self.trials.items()
+                  if C.counts_as_result("FAILED" if r.error else "FINISHED", r.stop, r.best)]
         if not scored:
             return None
         pick = max if self.mode == "max" else min

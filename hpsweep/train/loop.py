@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from hpsweep.contract import StopReason
 from hpsweep.search.space import TrialParams
 from hpsweep.train import metrics as M
 from hpsweep.train.batches import BatchPlan, batches
@@ -84,7 +85,7 @@ class _Run:
         self.target_std = data.std[0] if data.task == "regression" else 1.0
 
     def train(self, on_epoch: Callable[[EpochReport], None]) -> FitResult:
-        status = "completed"
+        status = StopReason.COMPLETED.value
         while self.epoch < self.settings.epochs:
             started = time.perf_counter()
             frozen = self.epoch < self.params.freeze_epochs
@@ -95,7 +96,7 @@ class _Run:
             values, confusion = self._validate() if train_loss is not None else (None, None)
             self.epoch += 1
             if values is None:
-                status = "diverged"
+                status = StopReason.DIVERGED.value
                 report = EpochReport(self.epoch, self._diverged_metrics(), False, status, self.state)
                 self.history.append(report.metrics)
                 on_epoch(report)
@@ -111,9 +112,9 @@ class _Run:
                 self.stale += 1
             stop = None
             if self.settings.patience is not None and self.stale >= self.settings.patience:
-                stop = status = "early_stopped"
+                stop = status = StopReason.EARLY_STOPPED.value
             elif self.epoch >= self.settings.epochs:
-                stop = "completed"
+                stop = StopReason.COMPLETED.value
             self.history.append(values)
             on_epoch(EpochReport(self.epoch, values, is_best, stop, self.state, confusion))
             if stop:

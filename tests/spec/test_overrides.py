@@ -12,9 +12,11 @@ RAW = {"name": "x", "train": {"epochs": 5}, "search": {"scheduler": "asha"},
 
 
 def test_paths_knobs_params_and_branches_land_where_the_sweep_file_keeps_them():
-    out = apply_sets(RAW, ["train.epochs=2", "lr=1e-3", "depth=3", "search.scheduler.grace_period=2",
-                           "optimizer.sgd.momentum=0.9", "scheduler.step.gamma=0.5", "model=cnn"])
-    assert out["train"]["epochs"] == 2 and out["space"]["lr"] == 0.001 and out["space"]["params"] == {"depth": 3}
+    out = apply_sets(RAW, ["train.epochs=2", "lr=1e-3", "depth=3", "params.width=8",
+                           "search.scheduler.grace_period=2", "optimizer.sgd.momentum=0.9",
+                           "scheduler.step.gamma=0.5", "model=cnn"])
+    assert out["train"]["epochs"] == 2 and out["space"]["lr"] == 0.001
+    assert out["space"]["params"] == {"depth": 3, "width": 8}
     assert out["search"]["scheduler"] == {"name": "asha", "grace_period": 2}  # the shorthand became a mapping
     assert out["space"]["optimizer"] == {"choice": {"adam": {}, "sgd": {"momentum": 0.9}}}
     assert out["space"]["scheduler"] == {"name": "step", "step_size": 2, "gamma": 0.5}

@@ -92,15 +92,15 @@ def test_a_failure_in_hpsweeps_checkpoint_handling_does_not_cost_the_checkpoint(
     """Ray registers a checkpoint only after every on_checkpoint callback has returned. Here hpsweep's
     pruning of old checkpoints fails at every epoch: the trial must still resume from its checkpoint
     (crashy dies again if it starts over, and would then exceed max_failures)."""
-    from hpsweep.sweep import driver as runner
+    from hpsweep.sweep import tune_hooks
 
     def broken(trial_folder: Path, keep: set[Path], grace_s: float) -> list[Path]:
         if grace_s > 0:  # while the sweep runs; the clean-up at its end goes on as usual
             raise RuntimeError("pruning broke")
         return []
 
-    monkeypatch.setattr(runner, "prune_checkpoints", broken)
-    monkeypatch.setattr(runner, "PRUNE_EVERY_S", 0.0)
+    monkeypatch.setattr(tune_hooks, "prune_checkpoints", broken)
+    monkeypatch.setattr(tune_hooks, "PRUNE_EVERY_S", 0.0)
     code, _, err = _run(run_cli, tmp_path, _sweep(tmp_path, "crashy", max_failures=1))
     assert code == 0, err
     assert (tmp_path / "attempts.txt").read_text().count("start") == 2
