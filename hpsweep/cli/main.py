@@ -51,7 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("HPSWEEP_DEBUG"):
             raise
-        print(f"hpsweep: error: {type(exc).__name__}: {exc} (set HPSWEEP_DEBUG=1 for the traceback)",
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+        print(f"hpsweep: error: {type(exc).__name__}: {first} (set HPSWEEP_DEBUG=1 for the traceback)",
               file=sys.stderr)
         return EXIT_FAILURE
 

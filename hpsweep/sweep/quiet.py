@@ -25,10 +25,12 @@ def quiet(verbose: bool = False) -> Iterator[None]:
     settings = {"RAY_AIR_NEW_OUTPUT": "0", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
     saved_env = {k: os.environ.get(k) for k in settings}
     loggers = [logging.getLogger(n) for n in ("ray", "ray.tune", "ray.train", "mlflow", "alembic")]
+    # MLflow logs a store's failure (with its SQL) before raising it; the CLI reports the error itself
+    levels = {"mlflow": logging.CRITICAL, "alembic": logging.CRITICAL}
     saved_levels = [lg.level for lg in loggers]
     os.environ.update(settings)
     for logger in loggers:
-        logger.setLevel(logging.ERROR)
+        logger.setLevel(levels.get(logger.name, logging.ERROR))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
