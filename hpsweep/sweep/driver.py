@@ -61,10 +61,11 @@ def run_sweep(spec: SweepSpec, plan: SweepPlan, sweep_text: str, *,
         started_ray = _ensure_ray(verbose)
         try:
             check_shared_storage(plan.root)
+            shared, data = share(data)
             with sweep_lock(plan.folder, plan.sweep_id):
                 if plan.abandoned is not None:
                     abandon(*plan.abandoned)
-                return _run(spec, plan, sweep_text, data, pretrained, on_progress)
+                return _run(spec, plan, sweep_text, (data, shared), pretrained, on_progress)
         finally:
             if started_ray:
                 import ray
@@ -107,8 +108,21 @@ def check_shared_storage(root: Path) -> None:
                                f"cannot see it. Give --storage (or HPSWEEP_STORAGE) a folder every node mounts")
 
 
-def _run(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data: PreparedData | None, pretrained: Any,
-         on_progress: Callable[[Progress], None] | None) -> SweepOutcome:
+def share(data: PreparedData | None) -> tuple[Any, PreparedData | None]:
+    """Put the data into Ray's object store once, as numpy arrays (PreparedData.for_sharing): (its object
+    ref, for the trials; the driver's own view of that copy). The decoded copy the driver made is then
+    dropped, so the node holds the data once, in shared memory, however many trials read it."""
+    if data is None:
+        return None, None
+    import ray
+
+    ref = ray.put(data.for_sharing())
+    return ref, ray.get(ref).shared()
+
+
+def _run(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data_and_ref: tuple[PreparedData | None, Any],
+         pretrained: Any, on_progress: Callable[[Progress], None] | None) -> SweepOutcome:
+    data, shared = data_and_ref
     state = plan.state
     state.status, state.starts = "running", state.starts + 1
     state.save(plan.folder)
@@ -118,7 +132,7 @@ def _run(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data: PreparedData |
     failed = 0
     with closing_out(live) as outcome:
         with graceful_interrupt():
-            make_tuner(spec, data, pretrained, plan).fit()
+            make_tuner(spec, shared, pretrained, plan).fit()
         for record in tracker.trials.values():  # Ray's final state is saved: only the best and latest stay
             if record.best_checkpoint is not None:
                 best = Path(record.best_checkpoint.path)

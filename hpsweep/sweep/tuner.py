@@ -15,10 +15,9 @@ from hpsweep.sweep.checkpoints import STATE_SAVE_S
 from hpsweep.sweep.plan import SweepPlan
 from hpsweep.sweep.tune_hooks import BudgetedSearch, BudgetStopper, SweepCallback
 from hpsweep.sweep.worker import trial_entry
-from hpsweep.train.data.base import PreparedData
 
 
-def make_tuner(spec: SweepSpec, data: PreparedData | None, pretrained: Any, plan: SweepPlan) -> Any:
+def make_tuner(spec: SweepSpec, data: Any, pretrained: Any, plan: SweepPlan) -> Any:
     """A new Tuner, or, for a sweep that ran before, Ray Tune's saved experiment restored: finished trials
     kept, unfinished ones continued from their latest checkpoints, the searcher's state reloaded."""
     from ray import tune
@@ -31,6 +30,8 @@ def make_tuner(spec: SweepSpec, data: PreparedData | None, pretrained: Any, plan
     # result (the trial waits for it): only Ray's result.json is kept (see _build_tuner).
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     sweep = {"raw": plan.state.raw, "source": spec.source, "base_dir": str(spec.base_dir)}
+    # `data` is the object ref of the one copy in Ray's object store (driver.share): each trial reads it
+    # in place, and a node's trials all read the same copy
     trainable = tune.with_resources(tune.with_parameters(trial_entry, sweep=sweep, data=data, pretrained=pretrained),
                                     {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
     if plan.resuming and _restorable(plan.folder):

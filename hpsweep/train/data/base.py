@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+import numpy as np
 import torch
 
 from hpsweep.errors import Problem, SpecError
@@ -68,3 +70,31 @@ class PreparedData:
 
     def nbytes(self) -> int:
         return sum(s.x.nbytes + s.y.nbytes for s in (self.train, self.val, self.test) if s is not None)
+
+    def for_sharing(self) -> PreparedData:
+        """The same data as numpy arrays, for Ray's object store. Ray maps a numpy array's buffer read-only
+        into every worker of a node (one copy in shared memory, however many trials read it) but copies a
+        torch tensor into each worker that receives it. `shared()` turns it back in the worker."""
+        return replace(self, **{name: _split_as(split, _to_numpy) for name, split in self._splits()})
+
+    def shared(self) -> PreparedData:
+        """The data received from `for_sharing`, as torch tensors that share its memory (no copy). They
+        are read-only: trials index batches out of them and never write to the dataset."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return replace(self, **{name: _split_as(split, _to_torch) for name, split in self._splits()})
+
+    def _splits(self) -> list[tuple[str, Split]]:
+        return [(name, split) for name in ("train", "val", "test") if (split := getattr(self, name)) is not None]
+
+
+def _split_as(split: Split, convert: Any) -> Split:
+    return replace(split, x=convert(split.x), y=convert(split.y))
+
+
+def _to_numpy(value: Any) -> Any:
+    return value.numpy() if isinstance(value, torch.Tensor) else value
+
+
+def _to_torch(value: Any) -> Any:
+    return torch.from_numpy(value) if isinstance(value, np.ndarray) else value

@@ -158,3 +158,23 @@ def _node_id() -> str:
         return ray.get_runtime_context().get_node_id()
     except Exception:
         return "local"
+
+
+def memory_probe(config: Mapping[str, Any], context: Any) -> None:
+    """Trains with hpsweep's shared loop, as image_classifier does, and adds to every report how much
+    private memory (USS) its worker process holds, now and when the trainable started, beside the size of
+    the data it was given."""
+    import psutil
+
+    from hpsweep.train.trial import run_trial
+
+    report = context.report
+    at_start = psutil.Process().memory_full_info().uss  # the data received, nothing trained yet
+
+    def measured(metrics: Mapping[str, Any], state: Any = None) -> None:
+        info = psutil.Process().memory_full_info()
+        report({**metrics, "worker_private_mb": info.uss / 1e6, "worker_private_at_start_mb": at_start / 1e6,
+                "worker_rss_mb": info.rss / 1e6, "data_mb": context.data.nbytes() / 1e6}, state)
+
+    context.report = measured
+    run_trial(context.spec, context.data, config, on_epoch=context.on_epoch, resume=context.resume_state)
