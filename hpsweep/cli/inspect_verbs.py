@@ -68,7 +68,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     for warning in report.warnings:
         print(f"warning: {warning.message}")
     if report.importances:
-        print("importance: " + ", ".join(f"{k} {v:.2f}" for k, v in report.importances.items()))
+        print(f"importance ({report.importance_method}): "
+              + ", ".join(f"{k} {v:.2f}" for k, v in report.importances.items()))
     print(f"report: {report.files['html']}")
     if not args.no_log:
         print(f"logged to run {report.parent_run_id} under report/")

@@ -1,38 +1,8 @@
-"""What the CLI shows: the live table of trials, the promotion decision, short numbers."""
+"""What the CLI shows besides the live view: the promotion decision, comparisons, short numbers."""
 
 from __future__ import annotations
 
-import sys
 from typing import Any
-
-
-class ProgressTable:
-    """One row per trial: redrawn in place on a terminal, a line per finished trial otherwise."""
-
-    def __init__(self, metric: str, live: bool) -> None:
-        self.metric, self.live = metric, live
-        self.rows: dict[int, str] = {}
-        self.drawn = 0
-        print(f"{'trial':>5}  {'status':<13} {'epoch':>5}  {metric:>12}  params")
-
-    def update(self, event: Any) -> None:
-        value = f"{event.value:.4g}" if event.value is not None else "-"
-        params = "  ".join(f"{k}={short(v)}" for k, v in event.params.items())
-        status = event.status if event.event == "end" else "running"
-        row = f"{event.trial:>5}  {status:<13} {event.epoch:>5}  {value:>12}  {params}"
-        self.rows[event.trial] = row
-        if self.live:
-            sys.stdout.write(f"\x1b[{self.drawn}F" if self.drawn else "")
-            for line in self.rows.values():
-                sys.stdout.write(f"\x1b[2K{line[:200]}\n")
-            self.drawn = len(self.rows)
-            sys.stdout.flush()
-        elif event.event == "end":
-            print(row, flush=True)
-
-    def close(self) -> None:
-        if self.live:
-            sys.stdout.flush()
 
 
 def print_decision(decision: Any) -> None:

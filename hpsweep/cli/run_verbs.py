@@ -17,7 +17,7 @@ from hpsweep.cli.common import (
     storage_option,
     tracking_uri_option,
 )
-from hpsweep.cli.render import ProgressTable
+from hpsweep.cli.live import LiveView
 from hpsweep.errors import UserError
 
 
@@ -74,7 +74,7 @@ def _launch(args: argparse.Namespace, spec: Any, raw: dict[str, Any], sweep_text
     verb = "resuming" if plan.resuming else "starting"
     print(f"{verb} sweep {plan.sweep_id}: {spec.num_trials} trials, {searching(spec)}, "
           f"{spec.search.scheduler.name} scheduler, optimising {spec.train.metrics()[0]}")
-    table = ProgressTable(spec.train.metrics()[0], sys.stdout.isatty())
+    table = LiveView(spec.train.metrics()[0], spec.train.modes()[0], spec.num_trials, sys.stdout.isatty())
     try:
         outcome = run_sweep(spec, plan, sweep_text, on_progress=table.update, verbose=args.verbose)
     finally:

@@ -1,0 +1,149 @@
+"""The live view of a running sweep: what a person reads at a glance, at any number of trials.
+
+On a terminal, one block redrawn in place: the counts of trials by state, the running trials, and the
+best few. It never grows past the terminal's height or width, so it never scrolls, whether the sweep
+has 10 trials or 10,000. Elsewhere (a CI log, a pipe), plain lines: one per finished trial for small
+sweeps, a count every 5% of the trials for large ones.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from hpsweep.contract import FAILED_REASONS, StopReason, trial_run_name
+
+#: sweeps of up to this many trials get a plain line per finished trial; larger ones a count every 5%
+PLAIN_LINE_PER_TRIAL = 100
+BEST_SHOWN = 3
+REDRAW_S = 0.2  #: the fastest a terminal is redrawn (the last state is always drawn)
+
+
+@dataclass
+class _Trial:
+    number: int
+    params: dict[str, Any]
+    epoch: int = 0
+    value: float | None = None
+    state: str = "running"  #: running, or the StopReason it ended with
+
+
+@dataclass
+class LiveView:
+    """Turns the sweep's progress events into the view; `update` for each event, `close` at the end."""
+
+    metric: str
+    mode: str
+    total: int
+    live: bool
+    stream: TextIO = field(default_factory=lambda: sys.stdout)
+    trials: dict[int, _Trial] = field(default_factory=dict)
+    drawn: int = 0  #: lines of the block on screen
+    drawn_at: float = 0.0
+    reported: int = 0  #: finished trials already counted in a plain line
+
+    def update(self, event: Any) -> None:
+        trial = self.trials.setdefault(event.trial, _Trial(event.trial, dict(event.params)))
+        if event.event == "start":  # a new trial, or one that resumes or is retried
+            trial.state = "running"
+        trial.epoch = max(trial.epoch, event.epoch)
+        trial.value = event.value if event.value is not None else trial.value
+        if event.event == "end":
+            trial.state = str(event.status)
+        if self.live:
+            if event.event == "end" or time.monotonic() - self.drawn_at >= REDRAW_S:
+                self._draw()
+        elif event.event == "end":
+            self._plain(trial)
+
+    def close(self) -> None:
+        if self.live:
+            self._draw()
+        elif self.total > PLAIN_LINE_PER_TRIAL and self.reported < self._finished():
+            self._write_line(self.summary())
+        self.stream.flush()
+
+    # ------------------------------------------------------------ what is shown
+
+    def _finished(self) -> int:
+        return sum(t.state != "running" for t in self.trials.values())
+
+    def best(self) -> list[_Trial]:
+        ranked = [t for t in self.trials.values() if t.value is not None and math.isfinite(t.value)
+                  and t.state not in FAILED_REASONS]
+        return sorted(ranked, key=lambda t: (-t.value if self.mode == "max" else t.value, t.number))  # type: ignore
+
+    def summary(self, with_best: bool = True) -> str:
+        """`trials 12/120 done, 2 running, 3 pruned, 1 failed; best val_accuracy 0.9876 (trial-007)`:
+        pruned trials are those the trial scheduler stopped early."""
+        states = [t.state for t in self.trials.values()]
+        pruned = sum(s == StopReason.SCHEDULER for s in states)
+        failed = sum(s in FAILED_REASONS for s in states)
+        text = (f"trials {self._finished()}/{self.total} done, {states.count('running')} running, "
+                f"{pruned} pruned, {failed} failed")
+        best = self.best()
+        if best and with_best:
+            text += f"; best {self.metric} {best[0].value:.4g} ({trial_run_name(best[0].number)})"
+        return text
+
+    def _row(self, trial: _Trial) -> str:
+        value = f"{trial.value:.4g}" if trial.value is not None else "-"
+        state = f"epoch {trial.epoch}" if trial.state == "running" else f"{trial.state}, {trial.epoch} epochs"
+        params = "  ".join(f"{k}={f'{v:.4g}' if isinstance(v, float) else v}" for k, v in trial.params.items())
+        return f"  {trial_run_name(trial.number)}  {state:<22} {value:>10}  {params}"
+
+    def block(self, height: int) -> list[str]:
+        """The view in at most `height` lines: the counts, the running trials that fit, the best few."""
+        best = self.best()[:BEST_SHOWN]
+        running = [t for t in self.trials.values() if t.state == "running"]
+        room = max(0, height - 1 - (1 + len(best) if best else 0) - 1)
+        lines = [self.summary(with_best=False)]  # the best are listed below it
+        if running and room > 0:
+            shown = running[:room] if len(running) <= room else running[:room - 1]
+            lines += ["running:", *(self._row(t) for t in shown)]
+            if len(shown) < len(running):
+                lines.append(f"  ... and {len(running) - len(shown)} more")
+        if best and len(lines) + 1 + len(best) <= height:
+            lines += [f"best {self.metric}:", *(self._row(t) for t in best)]
+        return lines[:max(1, height)]
+
+    # ------------------------------------------------------------ writing
+
+    def _draw(self) -> None:
+        columns, rows = self._size()
+        lines = [line[:max(10, columns - 1)] for line in self.block(max(1, rows - 1))]
+        if self.drawn:
+            self.stream.write(f"\x1b[{self.drawn}F")  # back to the block's first line
+        for line in lines:
+            self.stream.write(f"\x1b[2K{line}\n")
+        if len(lines) < self.drawn:  # the block shrank: clear what is left of the old one
+            self.stream.write("\x1b[0J")
+        self.drawn, self.drawn_at = len(lines), time.monotonic()
+        self.stream.flush()
+
+    def _size(self) -> tuple[int, int]:
+        """The terminal's (columns, rows): the one this view writes to, asked each time (it may be resized)."""
+        try:
+            size = os.get_terminal_size(self.stream.fileno())
+        except (AttributeError, ValueError, OSError):
+            size = shutil.get_terminal_size((100, 24))
+        return size.columns, size.lines
+
+    def _plain(self, trial: _Trial) -> None:
+        if self.total <= PLAIN_LINE_PER_TRIAL:
+            self._write_line(self._row(trial).strip())
+            return
+        finished = self._finished()
+        step = max(1, math.ceil(self.total * 0.05))
+        if finished // step > self.reported // step or finished == self.total:
+            self.reported = finished
+            self._write_line(self.summary())
+
+    def _write_line(self, line: str) -> None:
+        self.stream.write(line + "\n")
+        self.stream.flush()
