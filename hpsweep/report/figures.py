@@ -41,12 +41,12 @@ def learning_curves(histories: Mapping[str, Sequence[tuple[int, float]]], metric
     return figure
 
 
-def importance_chart(found: Mapping[str, float]) -> Any:
+def importance_chart(found: Mapping[str, float], method: str) -> Any:
     plt = pyplot()
     names = list(found)[::-1]
     figure, axes = plt.subplots(figsize=(6, 0.4 * len(names) + 1.2))
     axes.barh(names, [found[n] for n in names], color="tab:blue")
-    axes.set_xlabel("importance (fANOVA)")
+    axes.set_xlabel(f"importance ({method})")
     figure.tight_layout()
     return figure
 

@@ -62,6 +62,7 @@ class SweepReport:
     trials: list[TrialResult]  #: ranked: results best first, then the trials that did not count
     importances: dict[str, float] = field(default_factory=dict)
     importance_note: str = ""
+    importance_method: str = "fANOVA"  #: Optuna's evaluator the importances come from
     warnings: list[EdgeWarning] = field(default_factory=list)
     stops: dict[str, int] = field(default_factory=dict)
     compute: dict[str, float] = field(default_factory=dict)

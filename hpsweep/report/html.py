@@ -23,6 +23,9 @@ from hpsweep.search.space import Dimension, SearchSpace
 from hpsweep.track.figures import confusion_matrix
 from hpsweep.track.queries import RecordedSweep, read_artifact_text
 
+#: rows of the leaderboard on the page and in leaderboard.md; leaderboard.csv has every trial
+LEADERBOARD_SHOWN = 50
+
 
 def write_report(ref: str, out: Path | None = None, uri: str | None = None, log_to_mlflow: bool = True
                  ) -> SweepReport:
@@ -63,7 +66,8 @@ def _write_files(report: SweepReport, sweep: RecordedSweep, client: Any, folder:
     curves = figures.learning_curves(histories, report.metric)
     files["learning_curves"] = figures.save(curves, folder / "learning_curves.png")
     if report.importances:
-        files["importances"] = figures.save(figures.importance_chart(report.importances), folder / "importances.png")
+        chart = figures.importance_chart(report.importances, report.importance_method)
+        files["importances"] = figures.save(chart, folder / "importances.png")
     if dims and len(top) >= 2:
         files["parallel_coordinates"] = figures.save(figures.parallel_coordinates(report.trials, dims, report.metric),
                                               folder / "parallel_coordinates.png")
@@ -121,10 +125,20 @@ def _leaderboard_csv(report: SweepReport, dims: Sequence[Dimension], path: Path)
     return path
 
 
+def _more(report: SweepReport) -> str:
+    """The line under a leaderboard cut to LEADERBOARD_SHOWN rows, or ''."""
+    hidden = len(report.trials) - LEADERBOARD_SHOWN
+    return f"The other {hidden} trials are in leaderboard.csv, with every trial." if hidden > 0 else ""
+
+
 def leaderboard_markdown(report: SweepReport, dims: Sequence[Dimension]) -> str:
+    """The top LEADERBOARD_SHOWN trials (leaderboard.csv holds them all)."""
     header, rows = _leaderboard_rows(report, dims)
+    rows = rows[:LEADERBOARD_SHOWN]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    if more := _more(report):
+        lines += ["", more]
     return "\n".join(lines) + "\n"
 
 
@@ -171,7 +185,9 @@ def render_html(report: SweepReport, sweep: RecordedSweep, dims: Sequence[Dimens
     parts += ([f'<div class="warning">{esc(w.message)}</div>' for w in report.warnings]
               or ["<p>No best value sits at the edge of its searched range.</p>"])
     header, rows = _leaderboard_rows(report, dims)
-    parts += ["<h2>Leaderboard</h2>", _table(header, rows, highlight_first=best is not None)]
+    parts += ["<h2>Leaderboard</h2>", _table(header, rows[:LEADERBOARD_SHOWN], highlight_first=best is not None)]
+    if more := _more(report):
+        parts.append(f"<p>{esc(more)}</p>")
     sections = [("learning_curves", "Learning curves of the top trials"),
                 ("importances", "Parameter importances"),
                 ("parallel_coordinates", "Parallel coordinates"),
@@ -182,7 +198,7 @@ def render_html(report: SweepReport, sweep: RecordedSweep, dims: Sequence[Dimens
             parts += [f"<h2>{esc(title)}</h2>", _image(report.files[key], title)]
         if key == "importances":
             if report.importances:
-                parts.append(_table(["parameter", "importance"],
+                parts.append(_table(["parameter", f"importance ({report.importance_method})"],
                                     [[k, f"{v:.3f}"] for k, v in report.importances.items()]))
             else:
                 parts += [f"<h2>{esc(title)}</h2>", f"<p>{esc(report.importance_note)}</p>"]

@@ -38,6 +38,12 @@ def test_report_compare_and_promote_find_a_large_sweep_by_name(big_sweep, run_cl
     code, out, err = run_cli("report", "many", "--tracking-uri", uri, "--out", str(tmp_path / "report"))
     assert code == 0, err
     assert out.startswith("sweep many-") and f": {TRIALS} trials, best trial-" in out
+    assert "importance (fANOVA): " in out  # 120 trials: fANOVA still runs in seconds
+    csv_rows = (tmp_path / "report" / "leaderboard.csv").read_text().splitlines()
+    markdown = (tmp_path / "report" / "leaderboard.md").read_text()
+    assert len(csv_rows) == TRIALS + 1  # every trial, for scripts
+    assert markdown.count("| trial-") == 50 and f"The other {TRIALS - 50} trials are in leaderboard.csv" in markdown
+    assert f"The other {TRIALS - 50} trials are in leaderboard.csv" in (tmp_path / "report" / "report.html").read_text()
     code, out, err = run_cli("compare", "many", str(sweep), "--tracking-uri", uri)
     assert code == 0 and "the two sweeps search the same space with the same settings" in out, err
     code, out, err = run_cli("promote", "many", "--tracking-uri", uri)
