@@ -82,6 +82,29 @@ def digit_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def text_sweep(folder: Path, epochs: int, trials: int | None = None) -> Path:
+    """A sweep of the test plugin's text classifier (a trainable that reads its own data) over 240 short
+    documents of token ids, two classes told apart by which tokens they mostly use."""
+    import random
+
+    rng = random.Random(0)
+    rows = []
+    for i in range(240):
+        label = i % 2
+        tokens = [rng.randrange(50) + 50 * label if rng.random() < 0.7 else rng.randrange(100) for _ in range(12)]
+        rows.append(f"{' '.join(map(str, tokens))},{'even' if label == 0 else 'odd'}")
+    (folder / "docs.csv").write_text("text,label\n" + "\n".join(rows) + "\n")
+    sweep = folder / "text.yaml"
+    sweep.write_text(yaml.safe_dump({
+        "name": "textclf", "trainable": "text_classifier",
+        "data": {"source": "tabular_csv", "path": "docs.csv", "target": "label", "task": "classification",
+                 "features": ["text"]},
+        "train": {"epochs": epochs, "metric": "val_accuracy"},
+        **({"search": {"algorithm": "random", "num_trials": trials}} if trials else {}),
+        "space": {"params": {"C": {"loguniform": [0.01, 10.0]}, "ngram_max": {"choice": [1, 2]}}}}))
+    return sweep
+
+
 def spec_for(tmp: Path, **sections: Any) -> Any:
     """A validated spec whose relative paths resolve against `tmp`."""
     from hpsweep.spec import validate_data

@@ -85,9 +85,9 @@ def _untagged_parent(client: Any, experiment_id: str, name: str) -> Any:
 
 
 def trial_runs(client: Any, parent: Any) -> list[Any]:
-    """Every trial run of a sweep, by run name (trial-001 first)."""
-    return search_all(client, [parent.info.experiment_id], f"tags.`{C.PARENT_TAG}` = '{parent.info.run_id}'",
-                      ["attributes.run_name ASC"])
+    """Every trial run of a sweep, by trial number (trial-999 before trial-1000)."""
+    runs = search_all(client, [parent.info.experiment_id], f"tags.`{C.PARENT_TAG}` = '{parent.info.run_id}'")
+    return sorted(runs, key=lambda run: (C.trial_number(run.info.run_name) or 0, run.info.run_name or ""))
 
 
 def read_artifact_text(client: Any, run_id: str, path: str) -> str:

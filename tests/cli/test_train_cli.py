@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO
+from conftest import REPO, text_sweep
 from hpsweep.train.checkpoint import load_checkpoint
 
 
@@ -91,18 +91,7 @@ def test_a_reader_that_stops_early_ends_the_command_quietly():
 def test_train_runs_the_sweeps_own_trainable(tmp_path, run_cli):
     """A plugin trainable (here one that reads its own text data) trains under `hpsweep train` as it
     would in a sweep, not the built-in image loop."""
-    import yaml
-
-    rows = [f"{' '.join(str(t + 50 * (i % 2)) for t in range(i % 7, i % 7 + 6))},{'odd' if i % 2 else 'even'}"
-            for i in range(80)]
-    (tmp_path / "docs.csv").write_text("text,label\n" + "\n".join(rows) + "\n")
-    sweep = tmp_path / "text.yaml"
-    sweep.write_text(yaml.safe_dump({
-        "name": "textclf", "trainable": "text_classifier",
-        "data": {"source": "tabular_csv", "path": "docs.csv", "target": "label", "task": "classification",
-                 "features": ["text"]},
-        "train": {"epochs": 3, "metric": "val_accuracy"},
-        "space": {"params": {"C": {"loguniform": [0.01, 10.0]}, "ngram_max": {"choice": [1, 2]}}}}))
+    sweep = text_sweep(tmp_path, epochs=3)
     code, out, err = run_cli("train", str(sweep), "--set", "C=5")
     assert code == 0, err
     lines = out.splitlines()

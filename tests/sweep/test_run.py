@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import SWEEPS
+from conftest import SWEEPS, text_sweep
 
 pytestmark = pytest.mark.slow
 
@@ -185,20 +184,7 @@ def test_a_trial_that_raises_is_failed_and_the_sweep_goes_on(ray_session, tmp_pa
 
 
 def test_a_plugin_trains_a_scikit_learn_text_classifier(ray_session, tmp_path, run_cli):
-    rng = random.Random(0)
-    rows = []
-    for i in range(240):
-        label = i % 2
-        tokens = [rng.randrange(50) + 50 * label if rng.random() < 0.7 else rng.randrange(100) for _ in range(12)]
-        rows.append(f"{' '.join(map(str, tokens))},{'even' if label == 0 else 'odd'}")
-    (tmp_path / "docs.csv").write_text("text,label\n" + "\n".join(rows) + "\n")
-    sweep = tmp_path / "text.yaml"
-    sweep.write_text(yaml.safe_dump({
-        "name": "textclf", "trainable": "text_classifier",
-        "data": {"source": "tabular_csv", "path": "docs.csv", "target": "label", "task": "classification",
-                 "features": ["text"]},
-        "train": {"epochs": 2, "metric": "val_accuracy"}, "search": {"algorithm": "random", "num_trials": 3},
-        "space": {"params": {"C": {"loguniform": [0.01, 10.0]}, "ngram_max": {"choice": [1, 2]}}}}))
+    sweep = text_sweep(tmp_path, epochs=2, trials=3)
     code, _, err = _run(run_cli, tmp_path, sweep)
     assert code == 0, err
     _, _, children = _runs(tmp_path, "textclf")

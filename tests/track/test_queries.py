@@ -50,9 +50,12 @@ def test_status_lists_every_trial_of_a_sweep_past_a_page(client, monkeypatch):
 
     experiment = client.create_experiment("wide")
     _runs(client, experiment, {C.ROLE_TAG: C.SWEEP_ROLE}, trials=12)
+    client.create_run(experiment, run_name=C.trial_run_name(1000), tags={  # sorts by number, not by name
+        C.SWEEP_TAG: "sweep-1", C.PARENT_TAG: queries.latest_parent(client, "wide").info.run_id})
     monkeypatch.setattr(queries, "PAGE_SIZE", 5)
     status = queries.sweep_status("wide", client.tracking_uri)
-    assert len(status.trials) == 12 and {row.epochs for row in status.trials} == {1}
+    assert [row.name for row in status.trials] == [C.trial_run_name(n) for n in [*range(1, 13), 1000]]
+    assert {row.epochs for row in status.trials[:12]} == {1}
 
 
 def test_an_unknown_name_or_a_name_without_sweeps_is_bad_input(client, run_cli):
