@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from hpsweep.cli.common import EXIT_FAILURE, EXIT_OK, set_option
+from hpsweep.cli.common import EXIT_FAILURE, EXIT_OK, load_with_sets, set_option
 from hpsweep.cli.render import short
 
 
@@ -15,22 +15,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     from hpsweep.contract import StopReason
     from hpsweep.registry.weights import pretrained_state
     from hpsweep.search.samplers import first_configs
-    from hpsweep.spec.overrides import apply_sets
-    from hpsweep.spec.sweep_spec import validate_data
-    from hpsweep.spec.yamlio import read_yaml
     from hpsweep.train.checkpoint import CHECKPOINT_FILE
     from hpsweep.train.local import run_local
     from hpsweep.train.trainable import load_trainable
     from hpsweep.train.trial import prepare_for
 
-    path = Path(args.file)
-    sets = [*args.set, *([f"train.epochs={args.epochs}"] if args.epochs else [])]
-    raw = apply_sets(read_yaml(path), sets)
-    if isinstance(raw.get("search"), dict | None):
-        # one trial: the sweep's trial budget does not apply (a fully fixed space is what `train` is for)
-        raw["search"] = {k: v for k, v in (raw.get("search") or {}).items() if k != "startup_trials"}
-        raw["search"]["num_trials"] = 1
-    spec = validate_data(raw, str(path), base_dir=path.parent)
+    # one trial: the sweep's trial budget does not apply (a fully fixed space is what `train` is for)
+    one_trial = ["search.num_trials=1", "search.startup_trials=null"]
+    epochs = [f"train.epochs={args.epochs}"] if args.epochs else []
+    spec, _ = load_with_sets(args.file, [*args.set, *epochs, *one_trial])
     config = first_configs(spec, 1)[0]
     data = prepare_for(spec, load_trainable(spec.trainable))
     pretrained = pretrained_state(spec.model.pretrained, spec.base_dir)

@@ -44,8 +44,7 @@ def _table(prefix: str, model: type[BaseModel], skip: tuple[str, ...] = (), show
         rows.append(f"| `{prefix}{key}` | {_default(info)} | {(info.description or '').replace('|', '/')} |")
         annotation = info.annotation
         members = typing.get_args(annotation) or (annotation,)
-        nested += [(f"{prefix}{key}.", m) for m in members if isinstance(m, type) and issubclass(m, BaseModel)
-                   and m.__name__ not in ("SpaceSpec",)]
+        nested += [(f"{prefix}{key}.", m) for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
     out = rows
     for sub_prefix, sub in nested:
         if sub_prefix not in shown:

@@ -17,20 +17,15 @@ log = logging.getLogger(__name__)
 REPORTED_FILE = "reported.json"
 #: how often Ray Tune saves the experiment state a resume starts from (TUNE_GLOBAL_CHECKPOINT_S overrides)
 STATE_SAVE_S = 5
-
-
 #: how long a superseded checkpoint outlives its successor: Ray saves its experiment state every
 #: STATE_SAVE_S, so by then the state a resume would read names the successor
 PRUNE_GRACE_S = 30.0
-
-
 #: how often a running trial's superseded checkpoints are looked for
 PRUNE_EVERY_S = 5.0
 
 
 def prune_checkpoints(trial_folder: Path, keep: set[Path], grace_s: float) -> list[Path]:
     """Delete a trial's checkpoints except those in `keep` and those superseded less than `grace_s` ago."""
-
     found = sorted(trial_folder.glob("checkpoint_*"), key=lambda p: p.name)
     now, deleted = time.time(), []
     for older, newer in itertools.pairwise(found):

@@ -65,7 +65,7 @@ def run_sweep(spec: SweepSpec, plan: SweepPlan, sweep_text: str, *,
             with sweep_lock(plan.folder, plan.sweep_id):
                 if plan.abandoned is not None:
                     abandon(*plan.abandoned)
-                return _run(spec, plan, sweep_text, (data, shared), pretrained, on_progress)
+                return _run(spec, plan, sweep_text, data, shared, pretrained, on_progress)
         finally:
             if started_ray:
                 import ray
@@ -120,9 +120,9 @@ def share(data: PreparedData | None) -> tuple[Any, PreparedData | None]:
     return ref, ray.get(ref).shared()
 
 
-def _run(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data_and_ref: tuple[PreparedData | None, Any],
+def _run(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data: PreparedData | None, shared: Any,
          pretrained: Any, on_progress: Callable[[Progress], None] | None) -> SweepOutcome:
-    data, shared = data_and_ref
+    """`data` is the driver's view of the sweep's data, `shared` the object ref trials read it by."""
     state = plan.state
     state.status, state.starts = "running", state.starts + 1
     state.save(plan.folder)

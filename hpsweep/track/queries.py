@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,20 +25,22 @@ class UnknownSweep(UserError, LookupError):
     """No sweep of that name, file or parent run id in the tracking store."""
 
 
-def pages(client: Any, experiment_ids: Sequence[str], filter_string: str = "",
-          order_by: Sequence[str] | None = None, view_type: int | None = None) -> Iterator[list[Any]]:
-    """The runs matching a search, page by page, following MLflow's page tokens to the end."""
-    from mlflow.entities import ViewType
-
+def _every_page(fetch: Callable[[str | None], Any]) -> Iterator[list[Any]]:
+    """Call `fetch(page_token)` for each page of an MLflow search, following the page tokens to the end."""
     token = None
     while True:
-        page = client.search_runs(list(experiment_ids), filter_string=filter_string, order_by=list(order_by or []),
-                                  max_results=PAGE_SIZE, page_token=token,
-                                  run_view_type=ViewType.ACTIVE_ONLY if view_type is None else view_type)
+        page = fetch(token)
         yield list(page)
-        token = getattr(page, "token", None)
-        if not token:
+        if not (token := getattr(page, "token", None)):
             return
+
+
+def pages(client: Any, experiment_ids: Sequence[str], filter_string: str = "",
+          order_by: Sequence[str] | None = None) -> Iterator[list[Any]]:
+    """The runs matching a search, page by page."""
+    return _every_page(lambda token: client.search_runs(
+        list(experiment_ids), filter_string=filter_string, order_by=list(order_by or []), max_results=PAGE_SIZE,
+        page_token=token))
 
 
 def search_all(client: Any, experiment_ids: Sequence[str], filter_string: str = "",
@@ -49,12 +51,8 @@ def search_all(client: Any, experiment_ids: Sequence[str], filter_string: str = 
 
 def model_versions(client: Any, name: str) -> list[Any]:
     """Every version of a registered model (all pages)."""
-    found, token = [], None
-    while True:
-        page = client.search_model_versions(f"name='{name}'", max_results=PAGE_SIZE, page_token=token)
-        found += list(page)
-        if not (token := getattr(page, "token", None)):
-            return found
+    return [version for page in _every_page(lambda token: client.search_model_versions(
+        f"name='{name}'", max_results=PAGE_SIZE, page_token=token)) for version in page]
 
 
 def is_parent(run: Any) -> bool:
@@ -69,9 +67,8 @@ def latest_parent(client: Any, name: str) -> Any:
         raise UnknownSweep(f"no sweep named {name!r} in {client.tracking_uri}")
     newest_first = ["attributes.start_time DESC"]
     role = f"tags.`{C.ROLE_TAG}` = '{C.SWEEP_ROLE}'"
-    for page in pages(client, [experiment.experiment_id], role, newest_first):
-        return page[0] if page else _untagged_parent(client, experiment.experiment_id, name)
-    raise AssertionError("unreachable: pages() yields at least one page")
+    newest = next(pages(client, [experiment.experiment_id], role, newest_first))  # the first page is enough
+    return newest[0] if newest else _untagged_parent(client, experiment.experiment_id, name)
 
 
 def _untagged_parent(client: Any, experiment_id: str, name: str) -> Any:
@@ -177,12 +174,8 @@ def close_sweep_runs(uri: str, sweep_id: str, status: str, reason: str) -> int:
     from mlflow.entities import ViewType
 
     client = MlflowClient(uri)
-    experiments, token = [], None
-    while True:
-        page = client.search_experiments(view_type=ViewType.ACTIVE_ONLY, max_results=PAGE_SIZE, page_token=token)
-        experiments += [e.experiment_id for e in page]
-        if not (token := getattr(page, "token", None)):
-            break
+    experiments = [e.experiment_id for page in _every_page(lambda token: client.search_experiments(
+        view_type=ViewType.ACTIVE_ONLY, max_results=PAGE_SIZE, page_token=token)) for e in page]
     runs = search_all(client, experiments, f"tags.`{C.SWEEP_TAG}` = '{sweep_id}' and attributes.status = 'RUNNING'")
     for run in runs:
         client.set_tag(run.info.run_id, C.STOP_TAG, reason)

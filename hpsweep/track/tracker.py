@@ -33,6 +33,7 @@ from hpsweep.track.records import (
 )
 from hpsweep.track.resume import Resuming
 from hpsweep.track.writer import Writer, create_sqlite_store, tracking_uri
+from hpsweep.train.metrics import improves
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +136,7 @@ class SweepTracker(Resuming):
         at_ms = int(at_ms) if at_ms is not None else int(time.time() * 1000)
         record.pending.extend(Metric(k, v, at_ms, step) for k, v in values.items())
         value = values.get(self.metric)
-        if value is not None and (record.best is None or (value > record.best if self.mode == "max"
-                                                          else value < record.best)):
+        if value is not None and improves(value, record.best, self.mode):
             record.best = value
         return True
 

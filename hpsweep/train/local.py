@@ -15,6 +15,7 @@ from typing import Any
 from hpsweep.contract import RESULT_BEST, RESULT_STOP, StopReason
 from hpsweep.spec.sweep_spec import SweepSpec
 from hpsweep.train.data.base import PreparedData
+from hpsweep.train.metrics import improves
 from hpsweep.train.trainable import TrialContext, load_trainable
 
 
@@ -46,8 +47,7 @@ def run_local(spec: SweepSpec, config: Mapping[str, Any], data: PreparedData | N
         result.epochs += 1
         epoch = int(metrics.get("epoch", result.epochs))
         value = metrics.get(metric)
-        improved = isinstance(value, int | float) and math.isfinite(value) and (
-            result.best_value is None or (value > result.best_value if mode == "max" else value < result.best_value))
+        improved = isinstance(value, int | float) and math.isfinite(value) and improves(value, result.best_value, mode)
         is_best = bool(metrics.get(RESULT_BEST, improved))
         if is_best and isinstance(value, int | float):
             result.best_value, result.best_epoch = float(value), epoch

@@ -11,6 +11,7 @@ import torch
 
 from hpsweep.spec.data_sources import Augment
 from hpsweep.train.data.base import PreparedData
+from hpsweep.train.metrics import improves
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class LoopSettings:
         return self.objectives[0][1]
 
     def better(self, value: float, best: float | None) -> bool:
-        return best is None or (value > best if self.mode == "max" else value < best)
+        return improves(value, best, self.mode)
 
 
 @dataclass

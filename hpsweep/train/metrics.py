@@ -12,6 +12,11 @@ import torch
 _BOUNDED = re.compile(r"(accuracy|f1|precision|recall|auc)$")
 
 
+def improves(value: float, best: float | None, mode: str) -> bool:
+    """Whether `value` beats the best so far (None: nothing yet) for a metric that is `mode`d (min or max)."""
+    return best is None or (value > best if mode == "max" else value < best)
+
+
 def worst_value(metric: str, mode: str) -> float:
     """What a diverged trial reports: the worst the metric can be, never NaN."""
     if _BOUNDED.search(metric):
