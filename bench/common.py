@@ -68,6 +68,22 @@ def timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - started
 
 
+def tree_memory(kind: str = "rss", root: int | None = None) -> int:
+    """Bytes of memory of a process (this one by default) and every process under it (Ray's processes
+    included): `rss` resident, or `pss` proportional (a page shared by n processes counts 1/n in each,
+    so the tree holds each page of a mapped file or of Ray's object store once)."""
+    import psutil
+
+    top = psutil.Process(root)
+    total = 0
+    for process in [top, *top.children(recursive=True)]:
+        try:
+            total += getattr(process.memory_full_info() if kind == "pss" else process.memory_info(), kind)
+        except psutil.Error:
+            continue
+    return total
+
+
 def machine() -> str:
     import torch
 

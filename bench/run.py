@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import loop_bench, search_bench, sweep_bench
+from bench import data_bench, loop_bench, scale_bench, search_bench, sweep_bench
 from bench.common import Outcome, machine, write_results
 
 BENCHMARKS: dict[str, Callable[[bool], Outcome | list[Outcome]]] = {
@@ -19,6 +19,10 @@ BENCHMARKS: dict[str, Callable[[bool], Outcome | list[Outcome]]] = {
     "concurrent": sweep_bench.concurrent_tracking,
     "frozen": loop_bench.frozen_phase,
     "memory": sweep_bench.memory,
+    "data-memory": data_bench.data_memory,
+    "decode": data_bench.decode_throughput,
+    "mapped-epoch": data_bench.mapped_epoch,
+    "many-trials": scale_bench.many_trials,
     "search": search_bench.search_efficiency,
     "amp": loop_bench.mixed_precision,  # GPU only: nothing to measure on a CPU
     "fractional": sweep_bench.fractional_gpu,  # GPU only

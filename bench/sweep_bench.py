@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from bench.common import Outcome, interleaved, listed, median, round_ratios, scratch_folder, timed
+from bench.common import Outcome, interleaved, listed, median, round_ratios, scratch_folder, timed, tree_memory
 from bench.loop_bench import CONFIG
 from hpsweep.spec import SweepSpec, validate_data
 from hpsweep.sweep.quiet import quiet
@@ -141,29 +141,15 @@ def harness_overhead(quick: bool) -> list[Outcome]:
                     f"run: the median of each round's ({listed(costs)})")]
 
 
-def _tree_rss() -> int:
-    """Resident memory of this process and every process under it (Ray's raylet and workers included)."""
-    import psutil
-
-    me = psutil.Process()
-    total = 0
-    for process in [me, *me.children(recursive=True)]:
-        try:
-            total += process.memory_info().rss
-        except psutil.Error:
-            continue
-    return total
-
-
 def _peak_rss(fn: Any) -> float:
     """Peak resident memory of the process tree while `fn` runs, sampled every 0.1 s, in MiB."""
     import threading
 
-    peak, done = [_tree_rss()], threading.Event()
+    peak, done = [tree_memory()], threading.Event()
 
     def sample() -> None:
         while not done.wait(0.1):
-            peak[0] = max(peak[0], _tree_rss())
+            peak[0] = max(peak[0], tree_memory())
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -172,7 +158,7 @@ def _peak_rss(fn: Any) -> float:
     finally:
         done.set()
         sampler.join()
-    return max(peak[0], _tree_rss()) / 2**20
+    return max(peak[0], tree_memory()) / 2**20
 
 
 def memory(quick: bool) -> Outcome:

@@ -71,6 +71,15 @@ def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str,
     return run
 
 
+@pytest.fixture(scope="session", autouse=True)
+def data_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Decoded-image caches of the whole session go to one temporary folder, never the working directory
+    (tests of the default location unset HPSWEEP_CACHE themselves)."""
+    folder = tmp_path_factory.mktemp("data-cache")
+    os.environ["HPSWEEP_CACHE"] = str(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def digit_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """scikit-learn's real digits written once per session in every on-disk layout."""

@@ -1,4 +1,5 @@
-"""`hpsweep data`: the bundled datasets written out as files, in the layouts the data sources read."""
+"""`hpsweep data`: the bundled datasets written out as files, in the layouts the data sources read, and
+the decoded-image caches listed and cleared."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from hpsweep.cli.common import EXIT_OK
+from hpsweep.cli.common import EXIT_OK, storage_option
+from hpsweep.errors import UserError
 
 
 def cmd_export_digits(args: argparse.Namespace) -> int:
@@ -28,9 +30,60 @@ def cmd_export_diabetes(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_cache_list(args: argparse.Namespace) -> int:
+    import time
+
+    from hpsweep.train.data.cache import list_caches
+
+    root = _cache_root(args)
+    caches = list_caches(root)
+    if not caches:
+        print(f"no decoded-image caches in {root}")
+        return EXIT_OK
+    print(f"decoded-image caches in {root}:")
+    print(f"{'key':<24} {'size':>9} {'images':>9} {'shape':<14} {'last used':<16} source")
+    for cache in caches:
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime((cache.folder / "meta.json").stat().st_mtime))
+        shape = "x".join(map(str, cache.shape[1:]))
+        print(f"{cache.key:<24} {_size(cache.nbytes):>9} {cache.shape[0]:>9,} {shape:<14} {used:<16} "
+              f"{cache.meta.get('source', '')}")
+    print(f"{len(caches)} caches, {_size(sum(c.nbytes for c in caches))} in all")
+    return EXIT_OK
+
+
+def cmd_cache_clear(args: argparse.Namespace) -> int:
+    from hpsweep.train.data.cache import clear_caches, list_caches
+
+    root = _cache_root(args)
+    known = {c.key for c in list_caches(root)}
+    for key in args.keys:
+        matches = [k for k in known if k.startswith(key)]
+        if len(matches) != 1:
+            what = "matches no cache" if not matches else f"matches {len(matches)} caches"
+            raise UserError(f"cache key {key!r} {what} in {root} (hpsweep data cache list shows them)")
+    sizes = {c.key: c.nbytes for c in list_caches(root)}
+    removed = clear_caches(root, args.keys)
+    freed = sum(sizes.get(folder.name, 0) for folder in removed)
+    print(f"removed {sum(1 for f in removed if f.name in sizes)} caches from {root}, {_size(freed)} freed")
+    return EXIT_OK
+
+
+def _cache_root(args: argparse.Namespace) -> Path:
+    from hpsweep.storage import cache_root
+
+    try:
+        return cache_root(args.storage)
+    except ValueError as exc:
+        raise UserError(f"--storage: {exc}") from None
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 1e9:.2f} GB" if nbytes >= 1e8 else f"{nbytes / 1e6:.1f} MB"
+
+
 def register(verbs: Any) -> None:
-    data = verbs.add_parser("data", help="write bundled datasets as files").add_subparsers(
-        dest="data_verb", required=True, metavar="VERB")
+    data = verbs.add_parser("data", help="write bundled datasets as files; list or clear decoded-image caches")
+    data = data.add_subparsers(dest="data_verb", required=True, metavar="VERB")
     p = data.add_parser("export-digits", help="scikit-learn's digits as image files")
     p.add_argument("folder", metavar="DIR", help="the folder to write")
     p.add_argument("--layout", choices=["folders", "csv", "filename"], default="folders",
@@ -39,3 +92,15 @@ def register(verbs: Any) -> None:
     p = data.add_parser("export-diabetes", help="scikit-learn's diabetes table (regression) as a CSV")
     p.add_argument("file", metavar="FILE", help="the CSV to write")
     p.set_defaults(func=cmd_export_diabetes)
+    cache = data.add_parser("cache", help="list or clear the decoded-image caches ($HPSWEEP_CACHE, else "
+                            "data-cache/ in the results storage)")
+    cache.set_defaults(func=cmd_cache_list)
+    storage_option(cache)
+    what = cache.add_subparsers(dest="cache_verb", metavar="VERB")
+    p = what.add_parser("list", help="every cache with its size, images and source (the default)")
+    storage_option(p)
+    p.set_defaults(func=cmd_cache_list)
+    p = what.add_parser("clear", help="remove the caches named by key (a unique prefix is enough), or all of them")
+    p.add_argument("keys", nargs="*", metavar="KEY")
+    storage_option(p)
+    p.set_defaults(func=cmd_cache_clear)

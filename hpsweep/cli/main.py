@@ -30,10 +30,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _ToStderr(logging.Handler):
+    """Each record as `hpsweep: message` on whatever sys.stderr is when it is emitted."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"hpsweep: {record.getMessage()}", file=sys.stderr, flush=True)
+
+
+def _show_progress() -> None:
+    """Long work before a sweep starts (decoding a large image set) reports on `hpsweep.progress`: its
+    lines reach the terminal without -v."""
+    progress = logging.getLogger("hpsweep.progress")
+    if not progress.handlers:
+        progress.addHandler(_ToStderr())
+    progress.setLevel(logging.INFO)
+    progress.propagate = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    _show_progress()
     try:
         return args.func(args)
     except UserError as exc:

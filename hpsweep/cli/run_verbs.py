@@ -54,7 +54,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _results_root(storage: str | None) -> Path:
-    from hpsweep.sweep.plan import results_root
+    from hpsweep.storage import results_root
 
     try:
         return results_root(storage)

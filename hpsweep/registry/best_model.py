@@ -60,7 +60,9 @@ def _active_experiment(experiment_id: str) -> Iterator[None]:
 def _input_example(spec: SweepSpec, data: PreparedData) -> Any:
     """A few raw inputs as a served model receives them: uint8 images, or the CSV's feature columns."""
     if data.is_image:
-        return data.val.x[:2].numpy()
+        import torch
+
+        return data.val.take(torch.arange(2)).numpy()
     import pandas as pd
 
     features = [c["name"] for c in data.preprocessing["columns"]]

@@ -9,7 +9,8 @@ from typing import Any
 import pandas as pd
 
 from hpsweep.errors import UserError
-from hpsweep.train.data.images import IMAGE_SUFFIXES, decode_images
+from hpsweep.train.data.decode import decode_images
+from hpsweep.train.data.images import IMAGE_SUFFIXES
 
 
 class PredictError(UserError):
@@ -67,4 +68,4 @@ def _read_inputs(source: Path, prep: dict[str, Any]) -> tuple[list[str], Any]:
 def _decode(files: list[Path], prep: dict[str, Any]) -> Any:
     height, width = prep["size"]
     color = "grey" if prep["channels"] == 1 else "rgb"
-    return decode_images(files, height if height == width else None, color, _fail).numpy()
+    return decode_images(files, height if height == width else None, color, _fail)

@@ -124,7 +124,7 @@ def _raw_test_inputs(spec: SweepSpec, data: PreparedData) -> Any:
     """The test examples as a served model receives them: uint8 images, or the CSV's rows."""
     assert data.test is not None
     if data.is_image:
-        return data.test.x.numpy()
+        return data.test.examples().numpy()
     import pandas as pd
 
     table = pd.read_csv(spec.resolve_path(spec.data.path))

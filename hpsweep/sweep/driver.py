@@ -19,9 +19,11 @@ from hpsweep.errors import UserError
 from hpsweep.registry.best_model import model_logger
 from hpsweep.registry.weights import pretrained_state
 from hpsweep.spec.sweep_spec import SweepSpec
+from hpsweep.storage import cache_root
 from hpsweep.sweep.checkpoints import prune_checkpoints
 from hpsweep.sweep.interrupt import INTERRUPT, graceful_interrupt
 from hpsweep.sweep.live import LIVE, LiveSweep, Progress
+from hpsweep.sweep.node_data import blind_nodes, share
 from hpsweep.sweep.plan import SweepPlan, abandon
 from hpsweep.sweep.quiet import quiet
 from hpsweep.sweep.state import sweep_lock
@@ -55,17 +57,17 @@ class SweepOutcome:
 def run_sweep(spec: SweepSpec, plan: SweepPlan, sweep_text: str, *,
               on_progress: Callable[[Progress], None] | None = None, verbose: bool = False) -> SweepOutcome:
     """Prepare the data, start (or join) Ray, run or resume every trial, and record the sweep in MLflow."""
-    data = prepare_for(spec, load_trainable(spec.trainable))
+    data = prepare_for(spec, load_trainable(spec.trainable), cache_root(plan.root))
     pretrained = pretrained_state(spec.model.pretrained, spec.base_dir)  # read once, here, before Ray starts
     with quiet(verbose):
         started_ray = _ensure_ray(verbose)
         try:
             check_shared_storage(plan.root)
-            shared, data = share(data)
+            shared, fetch, data = share(data)
             with sweep_lock(plan.folder, plan.sweep_id):
                 if plan.abandoned is not None:
                     abandon(*plan.abandoned)
-                return _run(spec, plan, sweep_text, data, shared, pretrained, on_progress)
+                return _run(spec, plan, sweep_text, data, (shared, fetch), pretrained, on_progress)
         finally:
             if started_ray:
                 import ray
@@ -83,46 +85,21 @@ def check_shared_storage(root: Path) -> None:
     checkpoints there and a trial may move to another node); StorageNotShared names those that do not."""
     import uuid
 
-    import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    if len(nodes) < 2:
-        return
     root.mkdir(parents=True, exist_ok=True)
     marker = root / f".hpsweep-shared-{uuid.uuid4().hex}"
     marker.write_text("hpsweep checks that every node sees this folder\n", encoding="utf-8")
-
-    @ray.remote(num_cpus=0)
-    def sees(path: str) -> bool:
-        return os.path.exists(path)
-
     try:
-        answers = ray.get([sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-                           .remote(str(marker)) for n in nodes], timeout=120)
+        blind = blind_nodes(marker)
     finally:
         marker.unlink(missing_ok=True)
-    blind = [n["NodeManagerAddress"] for n, seen in zip(nodes, answers, strict=True) if not seen]
     if blind:
         raise StorageNotShared(f"results storage {root} is not shared: the cluster's node(s) {', '.join(blind)} "
                                f"cannot see it. Give --storage (or HPSWEEP_STORAGE) a folder every node mounts")
 
 
-def share(data: PreparedData | None) -> tuple[Any, PreparedData | None]:
-    """Put the data into Ray's object store once, as numpy arrays (PreparedData.for_sharing): (its object
-    ref, for the trials; the driver's own view of that copy). The decoded copy the driver made is then
-    dropped, so the node holds the data once, in shared memory, however many trials read it."""
-    if data is None:
-        return None, None
-    import ray
-
-    ref = ray.put(data.for_sharing())
-    return ref, ray.get(ref).shared()
-
-
 def _run(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data: PreparedData | None, shared: Any,
          pretrained: Any, on_progress: Callable[[Progress], None] | None) -> SweepOutcome:
-    """`data` is the driver's view of the sweep's data, `shared` the object ref trials read it by."""
+    """`data` is the driver's view of the sweep's data; `shared` what trials read it by (node_data.share)."""
     state = plan.state
     state.status, state.starts = "running", state.starts + 1
     state.save(plan.folder)

@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from hpsweep.spec.sweep_spec import SweepSpec
+from hpsweep.storage import results_root
 from hpsweep.sweep.state import SweepState, check_unchanged, fingerprint, settings_of, sweep_lock, unfinished_sweep
 from hpsweep.track.queries import close_sweep_runs
 from hpsweep.track.writer import tracking_uri
 
 log = logging.getLogger(__name__)
-
-DEFAULT_STORAGE = "hpsweep-results"
 
 
 @dataclass(frozen=True)
@@ -36,14 +35,6 @@ class SweepPlan:
     @property
     def folder(self) -> Path:
         return self.root / self.state.sweep_id
-
-
-def results_root(storage: str | None = None) -> Path:
-    """The folder holding every sweep's Ray Tune state: --storage, $HPSWEEP_STORAGE or ./hpsweep-results."""
-    location = storage or os.environ.get("HPSWEEP_STORAGE") or DEFAULT_STORAGE
-    if "://" in location and not location.startswith("file://"):
-        raise ValueError(f"results storage must be a folder (on a cluster, one every node mounts), got {location}")
-    return Path(location.removeprefix("file://")).expanduser().resolve()
 
 
 def plan_sweep(spec: SweepSpec, raw: dict[str, Any], *, storage: str | None = None, uri: str | None = None,

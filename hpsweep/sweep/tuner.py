@@ -30,9 +30,11 @@ def make_tuner(spec: SweepSpec, data: Any, pretrained: Any, plan: SweepPlan) -> 
     # result (the trial waits for it): only Ray's result.json is kept (see _build_tuner).
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     sweep = {"raw": plan.state.raw, "source": spec.source, "base_dir": str(spec.base_dir)}
-    # `data` is the object ref of the one copy in Ray's object store (driver.share): each trial reads it
-    # in place, and a node's trials all read the same copy
-    trainable = tune.with_resources(tune.with_parameters(trial_entry, sweep=sweep, data=data, pretrained=pretrained),
+    # `data`: the object ref of the one copy in Ray's object store, and where a node without the sweep's
+    # image cache fetches it (node_data.share): a node's trials all read the same copy
+    ref, fetch = data
+    trainable = tune.with_resources(tune.with_parameters(trial_entry, sweep=sweep, data=ref, pretrained=pretrained,
+                                                         fetch=fetch),
                                     {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
     if plan.resuming and _restorable(plan.folder):
         # Unpickles the experiment's state: the results folder must be trusted (docs/running.md).

@@ -17,6 +17,7 @@ from typing import Any
 from hpsweep.contract import RESULT_ERROR, RESULT_SCORE, RESULT_STOP, StopReason
 from hpsweep.spec.sweep_spec import SweepSpec, validate_data
 from hpsweep.sweep.checkpoints import REPORTED_FILE, read_reported
+from hpsweep.sweep.node_data import on_this_node
 from hpsweep.track.records import epoch_metrics, epoch_step
 from hpsweep.train.checkpoint import load_checkpoint, remove_orphaned_staging, save_checkpoint, staging_folder
 from hpsweep.train.trainable import TrialContext, load_trainable
@@ -24,10 +25,11 @@ from hpsweep.train.trainable import TrialContext, load_trainable
 log = logging.getLogger(__name__)
 
 
-def trial_entry(config: dict[str, Any], sweep: dict[str, Any], data: Any, pretrained: dict[str, Any] | None) -> None:
+def trial_entry(config: dict[str, Any], sweep: dict[str, Any], data: Any, pretrained: dict[str, Any] | None,
+                fetch: list[Any] | None = None) -> None:
     """Runs in a Ray worker: rebuild the spec, size torch to the trial's CPUs, run the trainable. `data` is
     the sweep's data as Ray's object store holds it (numpy arrays mapped in place; None for a trainable
-    that reads its own): Tune resolves the object ref the driver handed it (driver.share)."""
+    that reads its own): Tune resolves the object ref the driver handed it (node_data.share)."""
     import torch
     from ray import tune
 
@@ -38,7 +40,7 @@ def trial_entry(config: dict[str, Any], sweep: dict[str, Any], data: Any, pretra
     # HyperBand pauses trials at its rungs, and a paused trial continues from the checkpoint of its last
     # report (Ray's function trainables have no other way to save): with it, every epoch checkpoints.
     every = 0.0 if spec.search.scheduler.name == "hyperband" else spec.train.checkpoint_every
-    data = data.shared() if data is not None else None  # views of the node's one copy, not copies
+    data = on_this_node(data, fetch) if data is not None else None  # views of the node's one copy, not copies
     context = TrialContext(spec, data, _reporter(spec, reported), resume, spec.resources.cpu, pretrained,
                            checkpoint_every=every)
     try:

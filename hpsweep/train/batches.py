@@ -52,10 +52,21 @@ def _convert(x: torch.Tensor, layout: torch.memory_format, scale: torch.Tensor, 
     return torch.addcmul(shift, x.to(dtype=torch.float32, memory_format=layout), scale)
 
 
+#: validation reads up to 256 examples per batch, but at most this many bytes of float input per batch
+EVAL_BATCH_BYTES = 32 * 2**20
+
+
+def eval_batch_size(batch_size: int, split: Split) -> int:
+    """The validation batch: larger than the training batch (no gradients are kept), up to 256 examples,
+    but bounded in bytes, so 256 photos at 480x480 (700 MB as floats) are not one batch."""
+    per_example = 4 * max(1, math.prod(split.example_shape))
+    return max(batch_size, min(256, EVAL_BATCH_BYTES // per_example))
+
+
 def batches(split: Split, batch_size: int, plan: BatchPlan, *, train: bool,
             generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     n = len(split)
-    order = (torch.randperm(n, generator=generator) if train else torch.arange(n)).to(split.x.device)
+    order = (torch.randperm(n, generator=generator) if train else torch.arange(n)).to(split.y.device)
     stop = n - 1 if train and n % batch_size == 1 and n > 1 else n  # a batch of one breaks BatchNorm
     convert = plan.is_image and not plan.normalised
     scale, shift = plan.affine() if convert else (None, None)
@@ -63,7 +74,7 @@ def batches(split: Split, batch_size: int, plan: BatchPlan, *, train: bool,
     augmenting = convert and train and plan.augment is not None
     for start in range(0, stop, batch_size):
         index = order[start:min(start + batch_size, stop)]
-        x = split.x[index].to(plan.device, non_blocking=True)
+        x = split.take(index).to(plan.device, non_blocking=True)
         y = split.y[index].to(plan.device, non_blocking=True)
         if augmenting:  # crops and flips are linear: on 0..255 floats, normalised after
             x = augment(x.float(), plan.augment, generator)  # type: ignore[arg-type]

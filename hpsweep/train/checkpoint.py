@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from hpsweep.errors import CheckpointError
+from hpsweep.storage import process_alive
 
 CHECKPOINT_FILE = "checkpoint.pt"
 #: a checkpoint is staged for Ray in a temporary folder named after the machine and the process writing it
@@ -67,20 +68,10 @@ def remove_orphaned_staging(root: Path | None = None) -> list[Path]:
     host, removed = socket.gethostname(), []
     for folder in root.glob(f"{STAGING_PREFIX}*"):
         pid, _, rest = folder.name.removeprefix(STAGING_PREFIX).partition("-")
-        if not pid.isdigit() or not rest.startswith(f"{host}-") or _running(int(pid)):
+        if not pid.isdigit() or not rest.startswith(f"{host}-") or process_alive(int(pid)):
             continue
         shutil.rmtree(folder, ignore_errors=True)
         removed.append(folder)
     if removed:
         log.info("removed %d checkpoint folder(s) left in %s by killed trials", len(removed), root)
     return removed
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True

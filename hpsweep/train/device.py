@@ -21,6 +21,29 @@ log = logging.getLogger(__name__)
 RESIDENT_BYTES = 1 << 30
 
 
+#: glibc's mallopt parameter: allocations of at least this many bytes get pages of their own
+_M_MMAP_THRESHOLD, _OWN_PAGES_FROM = -3, 1 << 20
+_HOST_MEMORY = {"set": False}
+
+
+def return_freed_batches() -> None:
+    """Make the C allocator give a freed batch's memory back to the system (glibc only; else nothing).
+
+    By default glibc raises its threshold for giving large blocks pages of their own each time one is
+    freed, up to 32 MB: a batch of images then lands on the heap, and the heap keeps what was freed.
+    Measured on one CPU epoch over 480x480 images, a worker held 330-570 MB more than it used this
+    way (about as much as the dataset), against 90 MB with the threshold fixed at 1 MB."""
+    if _HOST_MEMORY["set"]:
+        return
+    _HOST_MEMORY["set"] = True
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, _OWN_PAGES_FROM)
+    except (OSError, AttributeError):
+        log.debug("not glibc: the allocator's thresholds stay as they are")
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype: none on CPU (fp32); on CUDA bf16 where supported, else fp16."""
     if device.type != "cuda" or precision == "fp32":
@@ -36,11 +59,11 @@ def resident(data: PreparedData, device: torch.device) -> PreparedData:
     if device.type != "cuda":
         return data
     splits = (data.train, data.val)
-    size = sum(t.numel() * t.element_size() for split in splits for t in (split.x, split.y))
-    if size > RESIDENT_BYTES:
+    if sum(split.nbytes for split in splits) > RESIDENT_BYTES:
         return data
-    return replace(data, train=replace(data.train, x=data.train.x.to(device), y=data.train.y.to(device)),
-                   val=replace(data.val, x=data.val.x.to(device), y=data.val.y.to(device)))
+    train, val = data.train.in_memory(), data.val.in_memory()  # a cache's rows, gathered once
+    return replace(data, train=replace(train, x=train.x.to(device), y=train.y.to(device)),
+                   val=replace(val, x=val.x.to(device), y=val.y.to(device)))
 
 
 def normalised(data: PreparedData, plan: BatchPlan) -> tuple[PreparedData, BatchPlan]:

@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from hpsweep.contract import StopReason
 from hpsweep.search.space import TrialParams
 from hpsweep.train import metrics as M
-from hpsweep.train.batches import BatchPlan, batches
+from hpsweep.train.batches import BatchPlan, batches, eval_batch_size
 from hpsweep.train.data.base import PreparedData, Split
-from hpsweep.train.device import RESIDENT_BYTES, normalised, resident, resolve_precision
+from hpsweep.train.device import RESIDENT_BYTES, normalised, resident, resolve_precision, return_freed_batches
 from hpsweep.train.loop_api import EpochReport, FitResult, LoopSettings
 from hpsweep.train.models import Net, head_parameter_names
 from hpsweep.train.optim import LRSchedule, build_optimizer
@@ -34,6 +34,7 @@ def fit(net: Net, data: PreparedData, params: TrialParams, settings: LoopSetting
         device: torch.device | None = None) -> FitResult:
     """Train `net` on data.train, validate on data.val each epoch; resume from a checkpoint dict if given."""
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return_freed_batches()
     data = resident(data, device)
     amp_dtype = resolve_precision(settings.precision, device)
     # NHWC feeds the tensor cores' reduced-precision convolutions; in fp32 it only adds layout work, which
@@ -209,7 +210,8 @@ class _Run:
     def _validate(self) -> tuple[dict[str, float] | None, torch.Tensor | None]:
         self.net.eval()
         outputs = []
-        for x, _ in batches(self.data.val, max(self.params.batch_size, 256), self.plan, train=False):
+        size = eval_batch_size(self.params.batch_size, self.data.val)
+        for x, _ in batches(self.data.val, size, self.plan, train=False):
             with self._autocast():
                 outputs.append(self.net(x).float())
         # one copy to the host for the whole split: a copy per batch would wait for the GPU each time

@@ -7,6 +7,7 @@ train the same way.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -39,7 +40,7 @@ def check_metrics(spec: SweepSpec, data: PreparedData) -> None:
                             f"choose from: {', '.join(available)}")
 
 
-def prepare_for(spec: SweepSpec, trainable: Trainable) -> PreparedData | None:
+def prepare_for(spec: SweepSpec, trainable: Trainable, cache: Path | None = None) -> PreparedData | None:
     """The sweep's data, decoded and checked once for every trial, or None for a trainable that reads its
     own; DataError (exit 2) when it is unusable, when train.metric is not reported for it, or when the
     trainable cannot take it. Runs before anything trains."""
@@ -47,7 +48,7 @@ def prepare_for(spec: SweepSpec, trainable: Trainable) -> PreparedData | None:
         return None
     from hpsweep.train.data import prepare
 
-    data = prepare(spec)
+    data = prepare(spec, cache)
     check_metrics(spec, data)
     if (why := data_mismatch(trainable, data)) is not None:
         raise DataError(spec.source, "trainable", why)

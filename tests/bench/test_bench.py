@@ -25,7 +25,8 @@ def test_every_benchmark_runs_in_quick_mode_writes_the_table_and_leaves_no_scrat
     table = out.read_text()
     for name in ("harness overhead", "per-trial cost", "loop efficiency", "data path", "tracking overhead",
                  "tracking at 8 concurrent trials", "frozen phase", "memory",
-                 "search efficiency"):
+                 "search efficiency", "data memory, 1 trials", "decode on every core", "mapped-cache epoch",
+                 "per-trial cost, 40 trials"):
         assert f"| {name} | " in table, name
     assert "quick mode" in table and "Machine: " in table
 

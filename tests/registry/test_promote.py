@@ -156,14 +156,14 @@ def test_the_pyfunc_predicts_what_the_loop_evaluates(store, run_cli):
     mlflow.set_tracking_uri(uri)
     pyfunc = mlflow.pyfunc.load_model("models:/digits@champion")
     data = prepare(load_spec(folder / "strong.yaml"))
-    served = pyfunc.predict(data.test.x.numpy())["label"].to_numpy()
+    served = pyfunc.predict(data.test.examples().numpy())["label"].to_numpy()
     net, _ = load_registered("models:/digits@champion")
     plan = BatchPlan(True, data.mean, data.std, None, torch.device("cpu"))
     with torch.no_grad():
         looped = torch.cat([net.eval()(x).argmax(1) for x, _ in batches(data.test, 128, plan, train=False)])
     assert np.array_equal(served, looped.numpy())
     assert (served == data.test.y.numpy()).mean() > 0.85
-    grey_8x8 = data.test.x[:3, 0].numpy()  # [N, H, W] works too: preprocessing travels with the model
+    grey_8x8 = data.test.examples()[:3, 0].numpy()  # [N, H, W] works too: preprocessing travels with the model
     assert list(pyfunc.predict(grey_8x8[:, None])["label"]) == list(served[:3])
 
 

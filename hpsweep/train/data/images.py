@@ -1,24 +1,15 @@
-"""Finding and decoding image files: once, in parallel, straight into one uint8 tensor."""
+"""Finding image files and their labels: class folders, a CSV of paths, or labels in file names."""
 
 from __future__ import annotations
 
-import os
 import re
-import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import torch
-from PIL import Image, UnidentifiedImageError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-_CHUNK = 64
-#: seconds per image above which decoding runs on threads (bench/RESULTS.md: data path)
-THREADED_DECODE_S = 0.25e-3
-_GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 
 Fail = Callable[[str, str], Exception]  #: (field path, message) -> the error to raise
 
@@ -125,53 +116,3 @@ def natural_key(label: str) -> tuple[int, float | str]:
         return (0, float(label))
     except ValueError:
         return (1, label)
-
-
-def decode_images(paths: Sequence[Path], size: int | None, color: str, fail: Fail) -> torch.Tensor:
-    """Decode every image once into a uint8 tensor [N, C, H, W]; resize to size x size when given.
-
-    Colour 'auto' keeps grey datasets grey (one channel) and turns any colour dataset into RGB. Each file
-    is opened once: grey images are decoded grey, and widened to three equal channels (what converting
-    them to RGB gives) only when some other image of the dataset is in colour.
-    """
-    fixed = {"grey": "L", "rgb": "RGB"}.get(color)
-
-    def load(start: int) -> list[torch.Tensor]:  # a chunk per task: tiny images cost less than a task's overhead
-        return [_open(path, fixed, size, fail) for path in paths[start:start + _CHUNK]]
-
-    # The first chunk is decoded here and timed: threads pay off only where decoding itself (which releases
-    # the GIL) outweighs the Python around it, as for photos; small PNGs decode faster on one thread.
-    started = time.perf_counter()
-    decoded = load(0)
-    per_image = (time.perf_counter() - started) / max(1, len(decoded))
-    workers = min(8, os.cpu_count() or 1) if per_image >= THREADED_DECODE_S else 1
-    rest = range(_CHUNK, len(paths), _CHUNK)
-    if workers > 1:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            chunks = list(pool.map(load, rest))
-    else:
-        chunks = [load(start) for start in rest]
-    decoded += [image for chunk in chunks for image in chunk]
-    height, width = decoded[0].shape[-2:]
-    for path, image in zip(paths, decoded, strict=True):
-        if image.shape[-2:] != (height, width):
-            raise fail("data.image_size", f"images differ in size ({paths[0].name} is {width}x{height}, "
-                       f"{path} is {image.shape[-1]}x{image.shape[-2]}): set data.image_size")
-    channels = max(image.shape[0] for image in decoded)
-    out = torch.empty((len(decoded), channels, height, width), dtype=torch.uint8)
-    for i, image in enumerate(decoded):
-        out[i] = image  # a grey image broadcasts to every channel of a colour dataset
-    return out
-
-
-def _open(path: Path, mode: str | None, size: int | None, fail: Fail) -> torch.Tensor:
-    """One image as uint8 [C, H, W]: in `mode`, or when None grey (one channel) if the file is grey, else RGB."""
-    try:
-        with Image.open(path) as image:
-            image = image.convert(mode or ("L" if image.mode in _GREY_MODES else "RGB"))
-            if size is not None and image.size != (size, size):
-                image = image.resize((size, size), Image.Resampling.BILINEAR)
-            data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
-            return data.view(image.size[1], image.size[0], -1).permute(2, 0, 1)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise fail("data", f"cannot read image {path}: {exc}") from None

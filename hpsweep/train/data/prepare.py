@@ -13,12 +13,13 @@ import torch
 from hpsweep.spec.data_sources import CsvAnnotations, FilenameLabels, ImageFolder, SklearnDigits, TabularCsv
 from hpsweep.spec.params import param_extremes
 from hpsweep.spec.sweep_spec import TRAINING_KNOBS, SweepSpec
+from hpsweep.storage import cache_root
 from hpsweep.train.data import tabular
-from hpsweep.train.data.base import DataError, PreparedData, Split
+from hpsweep.train.data.base import DataError, PreparedData, Split, mapped_images
+from hpsweep.train.data.cache import cached_images
 from hpsweep.train.data.digits import load_digits, resize_uint8
 from hpsweep.train.data.images import (
     Listing,
-    decode_images,
     list_by_filename,
     list_csv,
     list_folder_classes,
@@ -31,11 +32,16 @@ log = logging.getLogger(__name__)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def prepare(spec: SweepSpec) -> PreparedData:
-    """Load, decode, split and describe the sweep's data; raise DataError naming the file or field."""
+def prepare(spec: SweepSpec, cache: Path | None = None) -> PreparedData:
+    """Load, decode, split and describe the sweep's data; raise DataError naming the file or field.
+    Image files are decoded once into the cache under `cache` (default: storage.cache_root()) and mapped
+    from there; the bundled digits and tables are held in memory."""
     fail = partial(DataError, spec.source)
     data = spec.data
-    prepared = _prepare_table(spec, data, fail) if isinstance(data, TabularCsv) else _prepare_images(spec, fail)
+    if isinstance(data, TabularCsv):
+        prepared = _prepare_table(spec, data, fail)
+    else:
+        prepared = _prepare_images(spec, fail, cache or cache_root())
     _check_batch_size(spec, len(prepared.train), fail)
     log.info("prepared %s: %d train, %d val, %d test examples, %.1f MB in memory", data.source,
              len(prepared.train), len(prepared.val), len(prepared.test or []), prepared.nbytes() / 1e6)
@@ -54,9 +60,9 @@ def _check_batch_size(spec: SweepSpec, n_train: int, fail: Any) -> None:
 # ---------------------------------------------------------------- images
 
 
-def _prepare_images(spec: SweepSpec, fail: Any) -> PreparedData:
+def _prepare_images(spec: SweepSpec, fail: Any, cache: Path) -> PreparedData:
     data = spec.data
-    images, labels, ids, class_names, given_splits = _load_images(spec, fail)
+    images, labels, ids, class_names, given_splits, cached = _load_images(spec, fail, cache)
     if len(labels) < len(class_names):
         raise fail("data", f"{len(labels)} images for {len(class_names)} classes: fewer examples than classes")
     counts = torch.bincount(labels, minlength=len(class_names))
@@ -65,17 +71,18 @@ def _prepare_images(spec: SweepSpec, fail: Any) -> PreparedData:
         raise fail("data.class_names", f"class {empty!r} has no examples")
     if given_splits is None:
         given_splits = split_indices(labels, data.split, spec.train.seed, stratify=True)
-    train, val, test = (_take(images, labels, ids, idx) for idx in given_splits)
+    take = _rows_of if cached is not None else _take
+    train, val, test = (take(images, labels, ids, idx) for idx in given_splits)
     if len(train) == 0 or len(val) == 0:
         raise fail("data.split", f"the training or validation split is empty ({len(labels)} images)")
-    mean, std = _normalisation(spec, train.x)
+    mean, std = _normalisation(spec, train)
     preprocessing = {"kind": "image", "size": list(images.shape[-2:]), "channels": int(images.shape[1]),
                      "mean": list(mean), "std": list(std), "class_names": list(class_names)}
     return PreparedData(train, val, test if len(test) else None, "classification", tuple(class_names),
-                        mean, std, True, preprocessing)
+                        mean, std, True, preprocessing, cache=cached)
 
 
-def _load_images(spec: SweepSpec, fail: Any) -> tuple[Any, ...]:
+def _load_images(spec: SweepSpec, fail: Any, cache: Path) -> tuple[Any, ...]:
     data = spec.data
     if isinstance(data, SklearnDigits):
         images, labels = load_digits()
@@ -90,7 +97,7 @@ def _load_images(spec: SweepSpec, fail: Any) -> tuple[Any, ...]:
         if data.color == "rgb":
             images = images.expand(-1, 3, -1, -1).contiguous()
         ids = tuple(f"digits[{i}]" for i in range(len(labels)))
-        return images, labels, ids, names, None
+        return images, labels, ids, names, None, None
     given: tuple[torch.Tensor, ...] | None = None
     if isinstance(data, ImageFolder):
         listing, given = _list_folder(spec.resolve_path(data.path), fail)
@@ -99,9 +106,10 @@ def _load_images(spec: SweepSpec, fail: Any) -> tuple[Any, ...]:
     else:
         assert isinstance(data, FilenameLabels)
         listing = list_by_filename(spec.resolve_path(data.path), data.pattern, data.class_names, fail)
-    images = decode_images(listing.paths, data.image_size, data.color, fail)
+    found = cached_images(listing.paths, data.image_size, data.color, cache, fail)
     labels = torch.as_tensor(listing.labels, dtype=torch.int64)
-    return images, labels, tuple(map(str, listing.paths)), listing.class_names, given
+    ids = tuple(map(str, listing.paths))
+    return mapped_images(found.folder), labels, ids, listing.class_names, given, found.folder
 
 
 def _list_folder(root: Path, fail: Any) -> tuple[Listing, tuple[torch.Tensor, ...] | None]:
@@ -138,8 +146,13 @@ def _take(x: torch.Tensor, y: torch.Tensor, ids: tuple[str, ...], index: torch.T
     return Split(x[index], y[index], tuple(ids[i] for i in index.tolist()))
 
 
-def _normalisation(spec: SweepSpec, train_images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    channels = train_images.shape[1]
+def _rows_of(x: torch.Tensor, y: torch.Tensor, ids: tuple[str, ...], index: torch.Tensor) -> Split:
+    """A split of a cache: its rows, not a copy of its images."""
+    return Split(x, y[index], tuple(ids[i] for i in index.tolist()), rows=index)
+
+
+def _normalisation(spec: SweepSpec, train: Split) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    channels = train.example_shape[0]
     mode = spec.data.normalize
     if mode == "auto":
         mode = "imagenet" if spec.model.pretrained == "imagenet" else "dataset"
@@ -149,9 +162,23 @@ def _normalisation(spec: SweepSpec, train_images: torch.Tensor) -> tuple[tuple[f
         if channels == 1:
             return (sum(IMAGENET_MEAN) / 3,), (sum(IMAGENET_STD) / 3,)
         return IMAGENET_MEAN, IMAGENET_STD
-    pixels = train_images.transpose(0, 1).reshape(channels, -1).double() / 255.0
-    std = pixels.std(dim=1).clamp_min(1e-3)
-    return tuple(pixels.mean(dim=1).tolist()), tuple(std.tolist())
+    return channel_stats(train)
+
+
+def channel_stats(train: Split, chunk: int = 512) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and standard deviation of the training images in 0..1, read a chunk of images at
+    a time (a whole-dataset float copy would cost 8x the decoded size)."""
+    channels = train.example_shape[0]
+    total, squares, count = torch.zeros(channels, dtype=torch.float64), torch.zeros(channels, dtype=torch.float64), 0
+    for start in range(0, len(train), chunk):
+        pixels = train.take(torch.arange(start, min(start + chunk, len(train)))).transpose(0, 1)
+        pixels = pixels.reshape(channels, -1).double() / 255.0
+        total += pixels.sum(dim=1)
+        squares += pixels.square().sum(dim=1)
+        count += pixels.shape[1]
+    mean = total / count
+    variance = (squares / count - mean.square()).clamp_min(0) * count / max(count - 1, 1)
+    return tuple(mean.tolist()), tuple(variance.sqrt().clamp_min(1e-3).tolist())
 
 
 # ---------------------------------------------------------------- tables

@@ -160,10 +160,19 @@ def _node_id() -> str:
         return "local"
 
 
+def _anonymous() -> int:
+    """Bytes of this process's anonymous memory (its heap: what it copied, not files it maps)."""
+    with open("/proc/self/smaps_rollup") as rollup:
+        for line in rollup:
+            if line.startswith("Anonymous:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def memory_probe(config: Mapping[str, Any], context: Any) -> None:
     """Trains with hpsweep's shared loop, as image_classifier does, and adds to every report how much
-    private memory (USS) its worker process holds, now and when the trainable started, beside the size of
-    the data it was given."""
+    private memory (USS) its worker process holds, now and when the trainable started, and its anonymous
+    memory (what it copied; pages of a mapped file are not), beside the size of the data it was given."""
     import psutil
 
     from hpsweep.train.trial import run_trial
@@ -174,7 +183,8 @@ def memory_probe(config: Mapping[str, Any], context: Any) -> None:
     def measured(metrics: Mapping[str, Any], state: Any = None) -> None:
         info = psutil.Process().memory_full_info()
         report({**metrics, "worker_private_mb": info.uss / 1e6, "worker_private_at_start_mb": at_start / 1e6,
-                "worker_rss_mb": info.rss / 1e6, "data_mb": context.data.nbytes() / 1e6}, state)
+                "worker_rss_mb": info.rss / 1e6, "worker_anonymous_mb": _anonymous() / 1e6,
+                "data_mb": context.data.nbytes() / 1e6}, state)
 
     context.report = measured
     run_trial(context.spec, context.data, config, on_epoch=context.on_epoch, resume=context.resume_state)

@@ -1,0 +1,37 @@
+"""Where hpsweep keeps files on disk: the results storage (Ray Tune state, checkpoints, reports) and the
+decoded-data cache beside it. It imports nothing from the package, so every layer can ask."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_STORAGE = "hpsweep-results"
+CACHE_ENV = "HPSWEEP_CACHE"
+CACHE_FOLDER = "data-cache"
+
+
+def results_root(storage: str | None = None) -> Path:
+    """The folder holding every sweep's Ray Tune state: --storage, $HPSWEEP_STORAGE or ./hpsweep-results."""
+    location = storage or os.environ.get("HPSWEEP_STORAGE") or DEFAULT_STORAGE
+    if "://" in location and not location.startswith("file://"):
+        raise ValueError(f"results storage must be a folder (on a cluster, one every node mounts), got {location}")
+    return Path(location.removeprefix("file://")).expanduser().resolve()
+
+
+def cache_root(storage: str | None = None) -> Path:
+    """The folder of decoded-data caches: $HPSWEEP_CACHE, else data-cache/ in the results storage."""
+    if location := os.environ.get(CACHE_ENV):
+        return Path(location).expanduser().resolve()
+    return results_root(storage) / CACHE_FOLDER
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process of this machine still runs: a folder named after a dead one is a leftover."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
