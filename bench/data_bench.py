@@ -52,10 +52,12 @@ def _peak_sweep_pss(sweep: Path, folder: Path) -> float:
 
 def data_memory(quick: bool) -> list[Outcome]:
     """Memory the data adds to a sweep ÷ its decoded size, at 1, 4 and 8 concurrent trials: the peak PSS of
-    the sweep's whole process tree over the real photos minus over a tiny set of the same photos (same
+    the sweep's whole process tree over the real photos minus over a small set of the same photos (same
     image size, batches and model), against the difference of their decoded sizes."""
     folder = scratch_folder()
-    real_n, tiny_n = (400, 100) if quick else (8000, 200)
+    # the tiny set still fills every batch a trial makes, validation's included (up to 32 MB of floats,
+    # 170 photos at this size): what a trial holds besides the data is then the same on both sides
+    real_n, tiny_n = (400, 100) if quick else (8000, 1000)
     sets = {"real": photo_folder(folder / "real", real_n), "tiny": photo_folder(folder / "tiny", tiny_n, seed=1)}
     os.environ["HPSWEEP_CACHE"] = str(folder / "cache")  # the sweeps inherit it
     decoded = {}
@@ -64,20 +66,38 @@ def data_memory(quick: bool) -> list[Outcome]:
         decoded[side] = data.nbytes() / 1e6
     added = decoded["real"] - decoded["tiny"]
     outcomes = []
+    counter = iter(range(10_000))
+
+    def peak(side: str, trials: int) -> float:
+        name = f"{side}-{trials}-{next(counter)}"
+        sweep = folder / f"{name}.yaml"
+        # the small set's trials run as many epochs as make them last as long as the real set's one epoch,
+        # so that on both sides every trial is under way, holding its model and batches, at the peak
+        epochs = 1 if side == "real" else max(1, real_n // tiny_n)
+        sweep.write_text(yaml.safe_dump(_raw(name, sets[side], trials, epochs)))
+        return _peak_sweep_pss(sweep, folder)
+
     for trials in CONCURRENCY[:1] if quick else CONCURRENCY:
-        peaks = {}
-        for side, images in sets.items():
-            sweep = folder / f"{side}-{trials}.yaml"
-            sweep.write_text(yaml.safe_dump(_raw(f"{side}-{trials}", images, trials)))
-            peaks[side] = _peak_sweep_pss(sweep, folder)
+        # a sweep's peak moves by about 100 MB from run to run (Ray's processes, when each trial starts):
+        # each side runs 3 times, taking turns, and the medians are compared
+        values = interleaved({side: lambda side=side, trials=trials: peak(side, trials)
+                                          for side in sets}, 1 if quick else 3,
+                             warm_up=False)
+        peaks = {side: median(found) for side, found in values.items()}
         ratio = (peaks["real"] - peaks["tiny"]) / added
         outcomes.append(Outcome(f"data memory, {trials} trials", ratio, "<= 1.2", ratio <= 1.2,
                                 f"{real_n:,} photos at {IMAGE_SIZE}x{IMAGE_SIZE} ({decoded['real']:,.0f} MB decoded) "
-                                f"vs {tiny_n} ({decoded['tiny']:,.0f} MB), {trials} trials of one epoch at once: "
+                                f"vs {tiny_n:,} ({decoded['tiny']:,.0f} MB), {trials} trials at once, of one epoch "
+                                f"vs {max(1, real_n // tiny_n)} epochs: "
                                 f"peak PSS of the sweep's process tree {peaks['real']:,.0f} MB vs "
-                                f"{peaks['tiny']:,.0f} MB; the difference over the {added:,.0f} MB the data "
-                                f"adds (cache built beforehand)"))
+                                f"{peaks['tiny']:,.0f} MB (medians of {len(values['real'])} runs each: "
+                                f"{_mb(values['real'])} vs {_mb(values['tiny'])}); the difference over the "
+                                f"{added:,.0f} MB the data adds (cache built beforehand)"))
     return outcomes
+
+
+def _mb(values: list[float]) -> str:
+    return ", ".join(f"{value:,.0f}" for value in values)
 
 
 def decode_throughput(quick: bool) -> Outcome:

@@ -11,15 +11,15 @@ CACHE_ENV = "HPSWEEP_CACHE"
 CACHE_FOLDER = "data-cache"
 
 
-def results_root(storage: str | None = None) -> Path:
+def results_root(storage: str | Path | None = None) -> Path:
     """The folder holding every sweep's Ray Tune state: --storage, $HPSWEEP_STORAGE or ./hpsweep-results."""
-    location = storage or os.environ.get("HPSWEEP_STORAGE") or DEFAULT_STORAGE
+    location = str(storage or os.environ.get("HPSWEEP_STORAGE") or DEFAULT_STORAGE)
     if "://" in location and not location.startswith("file://"):
         raise ValueError(f"results storage must be a folder (on a cluster, one every node mounts), got {location}")
     return Path(location.removeprefix("file://")).expanduser().resolve()
 
 
-def cache_root(storage: str | None = None) -> Path:
+def cache_root(storage: str | Path | None = None) -> Path:
     """The folder of decoded-data caches: $HPSWEEP_CACHE, else data-cache/ in the results storage."""
     if location := os.environ.get(CACHE_ENV):
         return Path(location).expanduser().resolve()

@@ -1,4 +1,5 @@
-"""Batches from in-memory tensors: shuffled by a seeded generator, augmented and normalised on the device.
+"""Batches from the decoded data (tensors in memory, or the rows of a memory-mapped cache): shuffled by a
+seeded generator, augmented and normalised on the device.
 
 Images stay uint8 until their batch is on the device, so an epoch never re-reads or re-decodes files and
 host memory holds the decoded dataset once.

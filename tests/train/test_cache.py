@@ -126,6 +126,22 @@ def test_the_default_cache_lives_in_the_results_storage(tmp_path, folder, monkey
     assert data.cache is not None and data.cache.parent == tmp_path / "results" / "data-cache"
 
 
+@pytest.mark.slow
+def test_a_sweep_keeps_its_cache_in_the_storage_it_is_given(ray_session, tmp_path, folder, monkeypatch, run_cli):
+    monkeypatch.delenv("HPSWEEP_CACHE")
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(f"name: where\ntrainable: image_classifier\ndata: {{source: image_folder, path: {folder}, "
+                     "image_size: 10}\nmodel: {name: mlp}\ntrain: {epochs: 1}\nsearch: {num_trials: 2}\n"
+                     "space: {lr: {loguniform: [0.001, 0.01]}}\n")
+    code, _, err = run_cli("run", str(sweep), "--storage", str(tmp_path / "elsewhere"),
+                           "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert code == 0, err
+    [cache] = list_caches(tmp_path / "elsewhere" / "data-cache")
+    assert cache.shape == (1797, 1, 10, 10)
+    code, out, _ = run_cli("data", "cache", "--storage", str(tmp_path / "elsewhere"))
+    assert code == 0 and cache.key in out
+
+
 def test_the_cache_verbs_list_and_clear_caches(tmp_path, folder, cache, run_cli):
     first = _prepare(tmp_path, folder).cache
     _prepare(tmp_path, folder, image_size=16)

@@ -1,4 +1,5 @@
-"""Data sources: each turns a spec's `data` section into in-memory tensors, decoded once.
+"""Data sources: each turns a spec's `data` section into tensors, decoded once (image files into a
+memory-mapped cache on disk, the digits and tables in memory).
 
 `prepare(spec)` checks the data before anything trains (a preflight): every problem it finds
 is a DataError naming the file or the field, which the CLI reports on one line with exit 2.

@@ -30,7 +30,7 @@ from hpsweep.train.data.decode import Fail, decode_into, progress_log, survey
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  #: 2: JPEGs larger than the image size decode at a reduced scale first
 IMAGES_FILE, META_FILE = "images.u8", "meta.json"
 BUILD_PREFIX = ".build-"
 

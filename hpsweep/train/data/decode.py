@@ -113,6 +113,8 @@ def _header(path: Path) -> tuple[str, tuple[int, int]] | str:
 def _decode(path: Path, mode: str | None, size: int | None, out: np.ndarray, row: int) -> str | None:
     try:
         with Image.open(path) as image:
+            if size is not None:  # a JPEG much larger than `size` decodes at 1/2, 1/4 or 1/8 scale, not whole
+                image.draft(mode, (size, size))
             image = image.convert(mode)
             if size is not None and image.size != (size, size):
                 image = image.resize((size, size), Image.Resampling.BILINEAR)
