@@ -75,7 +75,11 @@ if [ -w /sys/fs/cgroup/memory ] && [ -f /sys/fs/cgroup/memory/memory.limit_in_by
   CG=/sys/fs/cgroup/memory/hpsweep-scale-$$
   mkdir "$CG"
   echo 1500M > "$CG/memory.limit_in_bytes"
+  # the cache's pages leave the page cache first, so that reading them is charged to the group
+  "$PY" -c "import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)" \
+    "$(ls -d "$HPSWEEP_CACHE"/*/images.u8)"
   timed "hpsweep train in 1.5 GB of memory" bash -c "echo \$\$ > $CG/cgroup.procs; exec $H train photos.yaml --set lr=0.001 --set batch_size=64 --set train.epochs=1"
-  echo "peak memory charged to the group: $(( $(cat "$CG/memory.max_usage_in_bytes") / 1000000 )) MB of 1,572 MB allowed"
+  echo "peak memory charged to the group: $(( $(cat "$CG/memory.max_usage_in_bytes") / 1000000 )) MB of 1,572 MB allowed;" \
+    "the limit was hit $(cat "$CG/memory.failcnt") times (pages reclaimed to stay under it)"
   rmdir "$CG"
 fi

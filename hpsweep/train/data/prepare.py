@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -165,10 +166,15 @@ def _normalisation(spec: SweepSpec, train: Split) -> tuple[tuple[float, ...], tu
     return channel_stats(train)
 
 
-def channel_stats(train: Split, chunk: int = 512) -> tuple[tuple[float, ...], tuple[float, ...]]:
+#: pixel values per chunk when computing channel statistics (64 MB as float64)
+STATS_CHUNK_VALUES = 8 * 2**20
+
+
+def channel_stats(train: Split) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and standard deviation of the training images in 0..1, read a chunk of images at
-    a time (a whole-dataset float copy would cost 8x the decoded size)."""
+    a time: a whole-dataset float64 copy would cost 8x the decoded size."""
     channels = train.example_shape[0]
+    chunk = max(1, STATS_CHUNK_VALUES // max(1, math.prod(train.example_shape)))
     total, squares, count = torch.zeros(channels, dtype=torch.float64), torch.zeros(channels, dtype=torch.float64), 0
     for start in range(0, len(train), chunk):
         pixels = train.take(torch.arange(start, min(start + chunk, len(train)))).transpose(0, 1)
