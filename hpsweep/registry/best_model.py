@@ -62,7 +62,7 @@ def _input_example(spec: SweepSpec, data: PreparedData) -> Any:
     if data.is_image:
         import torch
 
-        return data.val.take(torch.arange(2)).numpy()
+        return data.val.take(torch.arange(min(2, len(data.val)))).numpy()
     import pandas as pd
 
     features = [c["name"] for c in data.preprocessing["columns"]]
