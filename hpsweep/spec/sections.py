@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -177,16 +178,24 @@ class SearchSpec(StrictModel):
 
 
 class ResourcesSpec(StrictModel):
-    """What each trial reserves on its worker."""
+    """What each trial reserves: `workers` processes, each with `cpu` CPUs and `gpu` GPUs."""
 
-    cpu: float = Field(1, gt=0, description="CPUs each trial reserves (torch uses as many threads)")
-    gpu: float = Field(0, ge=0, description="may be a fraction (0.25 packs four trials on a GPU)")
+    workers: int = Field(1, ge=1, description="processes that train each trial data-parallel (DDP); "
+                         "batch_size is the global batch, split across them")
+    cpu: float = Field(1, gt=0, description="CPUs each worker reserves (torch uses as many threads)")
+    gpu: float = Field(0, ge=0, description="GPUs each worker reserves, at most 1; a fraction packs "
+                       "trials on a GPU (0.25: four)")
 
     @field_validator("gpu")
     @classmethod
-    def _whole_above_one(cls, value: float) -> float:
-        if value > 1 and not float(value).is_integer():
-            raise ValueError(f"more than one GPU per trial must be a whole number (got {value:g})")
+    def _one_gpu_per_worker(cls, value: float, info: ValidationInfo) -> float:
+        workers = info.data.get("workers", 1)
+        if value > 1:
+            raise ValueError(f"a worker trains on one GPU (got {value:g}); for {math.ceil(value) * workers} "
+                             f"GPUs per trial write workers: {math.ceil(value) * workers} and gpu: 1")
+        if workers > 1 and 0 < value < 1:
+            raise ValueError(f"each of a trial's {workers} workers needs a GPU of its own (NCCL cannot share "
+                             f"one): use gpu: 1, or workers: 1 to pack trials with gpu: {value:g}")
         return value
 
 

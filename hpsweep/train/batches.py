@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
 from hpsweep.spec.data_sources import Augment
 from hpsweep.train.data.base import Split
+from hpsweep.train.distributed import SINGLE, Group
 
 
 @dataclass(frozen=True)
@@ -64,24 +66,38 @@ def eval_batch_size(batch_size: int, split: Split) -> int:
     return max(batch_size, min(256, EVAL_BATCH_BYTES // per_example))
 
 
-def batches(split: Split, batch_size: int, plan: BatchPlan, *, train: bool,
-            generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+class Batch(NamedTuple):
+    x: torch.Tensor
+    y: torch.Tensor
+    #: what this worker's mean loss is multiplied by (data-parallel: its share of the global batch)
+    weight: float = 1.0
+
+
+def batches(split: Split, batch_size: int, plan: BatchPlan, *, train: bool, generator: torch.Generator | None = None,
+            group: Group = SINGLE, augment_generator: torch.Generator | None = None) -> Iterator[Batch]:
+    """Batches of `split`, shuffled by `generator` when training. Among data-parallel workers (`group`) every
+    worker draws the same order and takes its share of each global batch of `batch_size`; augmentation
+    then draws from `augment_generator`, so that the shared generator stays the same on every worker."""
     n = len(split)
     order = (torch.randperm(n, generator=generator) if train else torch.arange(n)).to(split.y.device)
-    stop = n - 1 if train and n % batch_size == 1 and n > 1 else n  # a batch of one breaks BatchNorm
+    # a batch of one breaks BatchNorm; among workers, a last batch smaller than their number leaves one idle
+    smallest = max(2, group.world) if train and n > group.world else 1
+    stop = n - n % batch_size if 0 < n % batch_size < smallest else n
     convert = plan.is_image and not plan.normalised
     scale, shift = plan.affine() if convert else (None, None)
     layout = plan.layout()
     augmenting = convert and train and plan.augment is not None
+    draws = augment_generator or generator
     for start in range(0, stop, batch_size):
         index = order[start:min(start + batch_size, stop)]
-        x = split.take(index).to(plan.device, non_blocking=True)
-        y = split.y[index].to(plan.device, non_blocking=True)
+        part = group.share(index) if train else index
+        x = split.take(part).to(plan.device, non_blocking=True)
+        y = split.y[part].to(plan.device, non_blocking=True)
         if augmenting:  # crops and flips are linear: on 0..255 floats, normalised after
-            x = augment(x.float(), plan.augment, generator)  # type: ignore[arg-type]
+            x = augment(x.float(), plan.augment, draws)  # type: ignore[arg-type]
         if convert:
             x = _convert(x, layout, scale, shift)  # type: ignore[arg-type]
-        yield x, y
+        yield Batch(x, y, group.loss_weight(len(part), len(index)))
 
 
 def augment(x: torch.Tensor, spec: Augment, generator: torch.Generator | None) -> torch.Tensor:

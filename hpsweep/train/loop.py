@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from hpsweep.contract import StopReason
 from hpsweep.search.space import TrialParams
+from hpsweep.train import distributed
 from hpsweep.train import metrics as M
 from hpsweep.train.batches import BatchPlan, batches, eval_batch_size
 from hpsweep.train.data.base import PreparedData, Split
@@ -34,13 +35,14 @@ def fit(net: Net, data: PreparedData, params: TrialParams, settings: LoopSetting
         device: torch.device | None = None) -> FitResult:
     """Train `net` on data.train, validate on data.val each epoch; resume from a checkpoint dict if given."""
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    group = distributed.current()  # the trial's workers, when the caller started a process group
     return_freed_batches()
     data = resident(data, device)
     amp_dtype = resolve_precision(settings.precision, device)
     # NHWC feeds the tensor cores' reduced-precision convolutions; in fp32 it only adds layout work, which
     # made a small CNN 8% slower on an H100 (bench/RESULTS-gpu.md)
     channels_last = device.type == "cuda" and net.is_conv and amp_dtype is not None
-    net.to(device)
+    net = distributed.synchronised_norms(group, net, device).to(device)
     if channels_last:
         net.to(memory_format=torch.channels_last)
     plan = BatchPlan(data.is_image, data.mean, data.std, settings.augment if data.is_image else None,
@@ -54,7 +56,7 @@ def fit(net: Net, data: PreparedData, params: TrialParams, settings: LoopSetting
                           steps_per_epoch=steps, mode=settings.mode)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     generator = torch.Generator().manual_seed(settings.seed)
-    run = _Run(net, data, params, settings, plan, optimizer, schedule, scaler, generator, amp_dtype)
+    run = _Run(net, data, params, settings, plan, optimizer, schedule, scaler, generator, amp_dtype, group)
     if resume is not None:
         run.restore(resume)
     return run.train(on_epoch or (lambda report: None))
@@ -69,11 +71,12 @@ class _Run:
 
     def __init__(self, net: Net, data: PreparedData, params: TrialParams, settings: LoopSettings, plan: BatchPlan,
                  optimizer: torch.optim.Optimizer, schedule: LRSchedule, scaler: Any, generator: torch.Generator,
-                 amp_dtype: torch.dtype | None) -> None:
+                 amp_dtype: torch.dtype | None, group: distributed.Group = distributed.SINGLE) -> None:
         self.net, self.data, self.params, self.settings, self.plan = net, data, params, settings, plan
         self.feature_plan = BatchPlan(False, (), (), None, plan.device)
         self.optimizer, self.schedule, self.scaler, self.generator = optimizer, schedule, scaler, generator
-        self.amp_dtype = amp_dtype
+        self.amp_dtype, self.group = amp_dtype, group
+        self.wrapped: dict[bool, torch.nn.Module] = {}  #: the head alone (frozen) or the whole net, data-parallel
         self.epoch = 0
         self.best_value: float | None = None
         self.best_epoch = 0
@@ -141,12 +144,21 @@ class _Run:
             return nullcontext()
         return torch.autocast(device_type=self.plan.device.type, dtype=self.amp_dtype)
 
-    def _forward(self, x: torch.Tensor, frozen: bool) -> torch.Tensor:
-        if not frozen:
-            return self.net(x)
+    def _trained(self, frozen: bool) -> torch.nn.Module:
+        """What the training step calls: the head while frozen, else the net; among data-parallel workers
+        wrapped so that backward averages the gradients (made on first use, when the parameters that
+        train are the ones that will)."""
+        if frozen not in self.wrapped:
+            module = self.net.head if frozen else self.net
+            self.wrapped[frozen] = distributed.data_parallel(self.group, module, self.plan.device)
+        return self.wrapped[frozen]
+
+    def _forward(self, x: torch.Tensor, frozen: bool, features: bool) -> torch.Tensor:
+        if features or not frozen:
+            return self._trained(frozen)(x)
         with torch.no_grad():  # a frozen backbone needs no autograd bookkeeping at all
-            features = self.net.backbone(x)
-        return self.net.head(features)
+            x = self.net.backbone(x)
+        return self._trained(frozen)(x)
 
     @torch.no_grad()
     def _frozen_features(self) -> Split | None:
@@ -160,15 +172,15 @@ class _Run:
         if self.features is not None or not self.keep_features:
             return self.features
         parts: list[torch.Tensor] = []
-        size = 0
-        for x, _ in batches(self.data.train, FEATURE_BATCH, self.plan, train=False):
+        n = len(self.data.train)
+        for x, *_ in batches(self.data.train.part(*self.group.chunk(n)), FEATURE_BATCH, self.plan, train=False):
             with self._autocast():
                 parts.append(self.net.backbone(x))
-            size += parts[-1].numel() * parts[-1].element_size()
-            if size * len(self.data.train) > RESIDENT_BYTES * sum(len(part) for part in parts):
+            if parts[-1][0].nbytes * n > RESIDENT_BYTES:  # the same answer on every worker
                 self.keep_features = False
                 return None
-        self.features = Split(torch.cat(parts), self.data.train.y)
+        mine = torch.cat(parts) if parts else torch.empty(0)
+        self.features = Split(distributed.gathered(self.group, mine, n), self.data.train.y)
         return self.features
 
     def _train_epoch(self, frozen: bool) -> float | None:
@@ -180,10 +192,14 @@ class _Run:
         # the epoch (its remaining steps are wasted, its result is the same).
         total, count = torch.zeros((), device=self.plan.device), 0
         trainable = [p for p in self.net.parameters() if p.requires_grad]
-        for x, y in batches(split, self.params.batch_size, plan, train=True, generator=self.generator):
+        draws = (torch.Generator().manual_seed(self.settings.seed + 1000 * self.epoch + self.group.rank)
+                 if self.group.parallel else None)  # each worker augments its share with draws of its own
+        for x, y, weight in batches(split, self.params.batch_size, plan, train=True, generator=self.generator,
+                                    group=self.group, augment_generator=draws):
             with self._autocast():
-                output = self.net.head(x) if features is not None else self._forward(x, frozen)
-                loss = self._loss(output, y, self.params.label_smoothing)
+                output = self._forward(x, frozen, features is not None)
+                mean = self._loss(output, y, self.params.label_smoothing)
+                loss = mean * weight if self.group.parallel else mean
             self.optimizer.zero_grad(set_to_none=True)
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
@@ -198,9 +214,10 @@ class _Run:
             else:
                 self.optimizer.step()
             self.schedule.after_batch()
-            total.add_(loss.detach(), alpha=len(y))
+            total.add_(mean.detach(), alpha=len(y))
             count += len(y)
-        value = total.item() / max(1, count)
+        summed, counted = distributed.total(self.group, total.item(), count)
+        value = summed / max(1, counted)
         if not math.isfinite(value):
             log.warning("loss became %s in epoch %d: stopping the trial as diverged", value, self.epoch + 1)
             return None
@@ -208,14 +225,18 @@ class _Run:
 
     @torch.no_grad()
     def _validate(self) -> tuple[dict[str, float] | None, torch.Tensor | None]:
+        distributed.agree(self.group, self.net)
         self.net.eval()
-        outputs = []
+        n = len(self.data.val)
+        outputs = [torch.empty((0, self.data.num_outputs), device=self.plan.device)]
         size = eval_batch_size(self.params.batch_size, self.data.val)
-        for x, _ in batches(self.data.val, size, self.plan, train=False):
+        for x, *_ in batches(self.data.val.part(*self.group.chunk(n)), size, self.plan, train=False):
             with self._autocast():
                 outputs.append(self.net(x).float())
-        # one copy to the host for the whole split: a copy per batch would wait for the GPU each time
-        output, target = torch.cat(outputs).cpu(), self.data.val.y.cpu()
+        # each worker validates its part of the split, and all of them then hold every output; one copy to
+        # the host for the whole split: a copy per batch would wait for the GPU each time
+        output = distributed.gathered(self.group, torch.cat(outputs), n).cpu()
+        target = self.data.val.y.cpu()
         if not torch.isfinite(output).all():
             return None, None
         if self.data.task == "regression":

@@ -45,6 +45,8 @@ class TrialContext:
     pretrained: dict[str, Any] | None = None  #: model.pretrained's weights, read once for the sweep
     #: seconds between checkpoints of epochs that are neither best nor last (0: every epoch)
     checkpoint_every: float = 0.0
+    #: False for a data-parallel trial's workers other than rank 0: their reports go nowhere
+    reports: bool = True
     _checkpointed_at: float = field(default_factory=time.monotonic, init=False, repr=False)
     _best_confusion: list[list[int]] | None = field(default=None, init=False, repr=False)
 
@@ -65,6 +67,8 @@ class TrialContext:
         the reason when training ends, and a checkpoint of the whole state when one is due. The last
         report repeats the best epoch's matrix, so Ray's last result for an ended trial holds it: a
         driver that dies before the trial's end reaches MLflow still finds it there on resume."""
+        if not self.reports:
+            return
         metrics: dict[str, Any] = dict(report.metrics)
         if report.is_best and report.confusion is not None:
             self._best_confusion = report.confusion.tolist()

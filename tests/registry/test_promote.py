@@ -160,7 +160,7 @@ def test_the_pyfunc_predicts_what_the_loop_evaluates(store, run_cli):
     net, _ = load_registered("models:/digits@champion")
     plan = BatchPlan(True, data.mean, data.std, None, torch.device("cpu"))
     with torch.no_grad():
-        looped = torch.cat([net.eval()(x).argmax(1) for x, _ in batches(data.test, 128, plan, train=False)])
+        looped = torch.cat([net.eval()(x).argmax(1) for x, *_ in batches(data.test, 128, plan, train=False)])
     assert np.array_equal(served, looped.numpy())
     assert (served == data.test.y.numpy()).mean() > 0.85
     grey_8x8 = data.test.examples()[:3, 0].numpy()  # [N, H, W] works too: preprocessing travels with the model

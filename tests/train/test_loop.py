@@ -229,11 +229,11 @@ def test_augmentation_changes_training_batches_only(tmp_path, digits):
                      torch.device("cpu"))
     plain = BatchPlan(True, digits.mean, digits.std, None, torch.device("cpu"))
     generator = torch.Generator().manual_seed(0)
-    (augmented, _), = [next(batches(digits.train, 64, plan, train=True, generator=generator))]
-    (reference, _), = [next(batches(digits.train, 64, plain, train=True, generator=torch.Generator().manual_seed(0)))]
+    (augmented, *_), = [next(batches(digits.train, 64, plan, train=True, generator=generator))]
+    (reference, *_), = [next(batches(digits.train, 64, plain, train=True, generator=torch.Generator().manual_seed(0)))]
     assert augmented.shape == reference.shape and not torch.allclose(augmented, reference)
-    val_aug = torch.cat([x for x, _ in batches(digits.val, 64, plan, train=False)])
-    val_plain = torch.cat([x for x, _ in batches(digits.val, 64, plain, train=False)])
+    val_aug = torch.cat([x for x, *_ in batches(digits.val, 64, plan, train=False)])
+    val_plain = torch.cat([x for x, *_ in batches(digits.val, 64, plain, train=False)])
     assert torch.equal(val_aug, val_plain)
 
 

@@ -57,6 +57,13 @@ class Split:
         """Every example of the split as one tensor (a copy when the split is rows of a cache)."""
         return self.x if self.rows is None else self.take(torch.arange(len(self)))
 
+    def part(self, start: int, stop: int) -> Split:
+        """Examples [start, stop) of this split, without copying them."""
+        ids = self.ids[start:stop] if self.ids else ()
+        if self.rows is None:
+            return replace(self, x=self.x[start:stop], y=self.y[start:stop], ids=ids)
+        return replace(self, y=self.y[start:stop], ids=ids, rows=self.rows[start:stop])
+
     def in_memory(self) -> Split:
         return self if self.rows is None else replace(self, x=self.examples(), rows=None)
 
