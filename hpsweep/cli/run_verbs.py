@@ -72,7 +72,8 @@ def _launch(args: argparse.Namespace, spec: Any, raw: dict[str, Any], sweep_text
         print(f"--restart: sweep {plan.abandoned[1].sweep_id} is abandoned (its open runs are closed); "
               f"starting afresh")
     verb = "resuming" if plan.resuming else "starting"
-    print(f"{verb} sweep {plan.sweep_id}: {spec.num_trials} trials, {searching(spec)}, "
+    workers = f", {spec.resources.workers} workers per trial" if spec.resources.workers > 1 else ""
+    print(f"{verb} sweep {plan.sweep_id}: {spec.num_trials} trials{workers}, {searching(spec)}, "
           f"{spec.search.scheduler.name} scheduler, optimising {spec.train.metrics()[0]}")
     table = LiveView(spec.train.metrics()[0], spec.train.modes()[0], spec.num_trials, sys.stdout.isatty())
     try:

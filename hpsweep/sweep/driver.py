@@ -28,6 +28,7 @@ from hpsweep.sweep.plan import SweepPlan, abandon
 from hpsweep.sweep.quiet import quiet
 from hpsweep.sweep.state import sweep_lock
 from hpsweep.sweep.tuner import make_tuner
+from hpsweep.sweep.workers import check_fits, cluster_nodes
 from hpsweep.track.records import TrialRecord
 from hpsweep.track.tracker import SweepTracker
 from hpsweep.train.checkpoint import remove_orphaned_staging
@@ -63,6 +64,7 @@ def run_sweep(spec: SweepSpec, plan: SweepPlan, sweep_text: str, *,
         started_ray = _ensure_ray(verbose)
         try:
             check_shared_storage(plan.root)
+            check_fits(spec, cluster_nodes())
             shared, fetch, data = share(data)
             with sweep_lock(plan.folder, plan.sweep_id):
                 if plan.abandoned is not None:

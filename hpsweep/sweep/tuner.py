@@ -15,6 +15,7 @@ from hpsweep.sweep.checkpoints import STATE_SAVE_S
 from hpsweep.sweep.plan import SweepPlan
 from hpsweep.sweep.tune_hooks import BudgetedSearch, BudgetStopper, SweepCallback
 from hpsweep.sweep.worker import trial_entry
+from hpsweep.sweep.workers import trial_resources
 
 
 def make_tuner(spec: SweepSpec, data: Any, pretrained: Any, plan: SweepPlan) -> Any:
@@ -33,9 +34,11 @@ def make_tuner(spec: SweepSpec, data: Any, pretrained: Any, plan: SweepPlan) -> 
     # `data`: the object ref of the one copy in Ray's object store, and where a node without the sweep's
     # image cache fetches it (node_data.share): a node's trials all read the same copy
     ref, fetch = data
+    # a list, which Tune passes on as is: a data-parallel trial hands the ref itself to its other workers
+    data_ref = [ref] if ref is not None and spec.resources.workers > 1 else None
     trainable = tune.with_resources(tune.with_parameters(trial_entry, sweep=sweep, data=ref, pretrained=pretrained,
-                                                         fetch=fetch),
-                                    {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+                                                         fetch=fetch, data_ref=data_ref),
+                                    trial_resources(spec))
     if plan.resuming and _restorable(plan.folder):
         # Unpickles the experiment's state: the results folder must be trusted (docs/running.md).
         return tune.Tuner.restore(str(plan.folder), trainable=trainable, resume_unfinished=True,
