@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import data_bench, loop_bench, scale_bench, search_bench, sweep_bench
+from bench import data_bench, loop_bench, scale_bench, search_bench, sweep_bench, workers_bench
 from bench.common import Outcome, machine, write_results
 
 BENCHMARKS: dict[str, Callable[[bool], Outcome | list[Outcome]]] = {
@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, Callable[[bool], Outcome | list[Outcome]]] = {
     "decode": data_bench.decode_throughput,
     "mapped-epoch": data_bench.mapped_epoch,
     "many-trials": scale_bench.many_trials,
+    "workers": workers_bench.worker_scaling,
     "search": search_bench.search_efficiency,
     "amp": loop_bench.mixed_precision,  # GPU only: nothing to measure on a CPU
     "fractional": sweep_bench.fractional_gpu,  # GPU only
