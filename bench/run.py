@@ -8,10 +8,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import data_bench, loop_bench, scale_bench, search_bench, sweep_bench, workers_bench
+from bench import data_bench, loop_bench, peer_bench, scale_bench, search_bench, sweep_bench, workers_bench
 from bench.common import Outcome, machine, write_results
 
 BENCHMARKS: dict[str, Callable[[bool], Outcome | list[Outcome]]] = {
+    "peer": peer_bench.peer_optuna,  # the demo sweep against the plain Optuna script
     "harness": sweep_bench.harness_overhead,  # also gives the per-trial cost
     "loop": loop_bench.loop_efficiency,
     "data": loop_bench.data_path,

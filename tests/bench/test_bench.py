@@ -26,7 +26,8 @@ def test_every_benchmark_runs_in_quick_mode_writes_the_table_and_leaves_no_scrat
     for name in ("harness overhead", "per-trial cost", "loop efficiency", "data path", "tracking overhead",
                  "tracking at 8 concurrent trials", "frozen phase", "memory",
                  "search efficiency", "data memory, 1 trials", "decode on every core", "mapped-cache epoch",
-                 "per-trial cost, 40 trials"):
+                 "per-trial cost, 40 trials", "2 workers / 1 worker (1 CPU each)",
+                 "demo sweep wall time / plain Optuna script", "demo sweep tail (s)"):
         assert f"| {name} | " in table, name
     assert "quick mode" in table and "Machine: " in table
 
