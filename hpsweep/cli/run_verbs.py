@@ -137,14 +137,14 @@ def register(verbs: Any) -> None:
                    help="abandon this sweep's unfinished run, if any, and start afresh (default: resume it)")
     tracking_uri_option(p)
     storage_option(p)
-    p.set_defaults(func=cmd_run)
+    p.set_defaults(func=cmd_run, exit_at_once=True)
 
     p = verbs.add_parser("resume", help="resume an interrupted sweep by name, with the settings it started with")
     p.add_argument("name", metavar="NAME", help="the sweep's name")
     p.add_argument("--trials", type=int, help="raise (or lower) search.num_trials")
     tracking_uri_option(p)
     storage_option(p)
-    p.set_defaults(func=cmd_resume)
+    p.set_defaults(func=cmd_resume, exit_at_once=True)
 
     p = verbs.add_parser("submit", help="submit a sweep to a Ray cluster as a Ray job (uploads the working folder)")
     p.add_argument("file", metavar="FILE", help="a sweep YAML file")

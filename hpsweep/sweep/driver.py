@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from hpsweep.sweep.live import LIVE, LiveSweep, Progress
 from hpsweep.sweep.node_data import blind_nodes, share
 from hpsweep.sweep.plan import SweepPlan, abandon
 from hpsweep.sweep.quiet import quiet
+from hpsweep.sweep.ray_session import RaySession
 from hpsweep.sweep.state import sweep_lock
 from hpsweep.sweep.tuner import make_tuner
 from hpsweep.sweep.workers import check_fits, cluster_nodes
@@ -58,23 +58,21 @@ class SweepOutcome:
 def run_sweep(spec: SweepSpec, plan: SweepPlan, sweep_text: str, *,
               on_progress: Callable[[Progress], None] | None = None, verbose: bool = False) -> SweepOutcome:
     """Prepare the data, start (or join) Ray, run or resume every trial, and record the sweep in MLflow."""
-    data = prepare_for(spec, load_trainable(spec.trainable), cache_root(plan.root))
-    pretrained = pretrained_state(spec.model.pretrained, spec.base_dir)  # read once, here, before Ray starts
     with quiet(verbose):
-        started_ray = _ensure_ray(verbose)
+        session = RaySession(verbose)  # Ray comes up while the data is prepared
         try:
+            data = prepare_for(spec, load_trainable(spec.trainable), cache_root(plan.root))
+            pretrained = pretrained_state(spec.model.pretrained, spec.base_dir)  # read once, before any trial
+            session.wait()
             check_shared_storage(plan.root)
             check_fits(spec, cluster_nodes())
             shared, fetch, data = share(data)
             with sweep_lock(plan.folder, plan.sweep_id):
                 if plan.abandoned is not None:
                     abandon(*plan.abandoned)
-                return _run(spec, plan, sweep_text, data, (shared, fetch), pretrained, on_progress)
+                return _run(spec, plan, sweep_text, data, (shared, fetch), pretrained, on_progress, session)
         finally:
-            if started_ray:
-                import ray
-
-                ray.shutdown()
+            session.close()
             remove_orphaned_staging()  # workers killed here (the sweep's own, when Ray stopped mid-report)
 
 
@@ -100,8 +98,9 @@ def check_shared_storage(root: Path) -> None:
 
 
 def _run(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data: PreparedData | None, shared: Any,
-         pretrained: Any, on_progress: Callable[[Progress], None] | None) -> SweepOutcome:
-    """`data` is the driver's view of the sweep's data; `shared` what trials read it by (node_data.share)."""
+         pretrained: Any, on_progress: Callable[[Progress], None] | None, session: RaySession) -> SweepOutcome:
+    """`data` is the driver's view of the sweep's data; `shared` what trials read it by (node_data.share).
+    Ray stops (on the session's thread) once the best model is logged, while the report is written."""
     state = plan.state
     state.status, state.starts = "running", state.starts + 1
     state.save(plan.folder)
@@ -124,6 +123,7 @@ def _run(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data: PreparedData |
             status = "FAILED" if tracker.trials and failed == len(tracker.trials) else "FINISHED"
             tracker.finish_sweep(status, model_logger(spec, data) if data is not None else None)
             outcome["completed"] = True
+        session.stop()  # nothing reads the data (a view of Ray's object store) from here on
     completed = outcome["completed"]
     best = tracker.best_trial()
     best_params = tracker.client.get_run(best[1].run_id).data.params if best else {}
@@ -176,15 +176,3 @@ def _report(tracker: SweepTracker, plan: SweepPlan) -> Path | None:
     except Exception as exc:
         log.warning("could not write the sweep report: %s", exc)
         return None
-
-
-def _ensure_ray(verbose: bool) -> bool:
-    """Join RAY_ADDRESS's cluster, or start a local Ray with this machine's CPUs; True if we started it."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    address = os.environ.get("RAY_ADDRESS") or None
-    ray.init(address=address, num_cpus=None if address else os.cpu_count(), include_dashboard=False,
-             log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR)
-    return True
