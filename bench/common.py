@@ -7,6 +7,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -82,6 +83,22 @@ def tree_memory(kind: str = "rss", root: int | None = None) -> int:
         except psutil.Error:
             continue
     return total
+
+
+def measured(argv: list[str], cwd: Path | None = None, every_s: float = 0.5) -> tuple[float, float, float, float]:
+    """Run a command to its end: (wall s, peak PSS of its process tree in MB sampled every `every_s`, start
+    time, end time). Reading every process's memory map costs CPU: sampled too often, it slows the
+    side it measures. RuntimeError with the end of its stderr when it fails."""
+    started = time.time()
+    child = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    peak = 0
+    while child.poll() is None:
+        peak = max(peak, tree_memory("pss", child.pid))
+        time.sleep(every_s)
+    ended = time.time()
+    if child.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed: {child.stderr.read()[-2000:] if child.stderr else ''}")
+    return ended - started, peak / 1e6, started, ended
 
 
 def machine() -> str:

@@ -4,9 +4,7 @@ and epochs read from the memory-mapped cache against epochs from tensors in memo
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from bench.common import Outcome, interleaved, listed, median, round_ratios, scratch_folder, timed, tree_memory
+from bench.common import Outcome, interleaved, listed, measured, median, round_ratios, scratch_folder, timed
 from bench.photos import photo_folder
 from hpsweep.spec import validate_data
 from hpsweep.train.data import prepare
@@ -38,16 +36,8 @@ def _peak_sweep_pss(sweep: Path, folder: Path) -> float:
     """`hpsweep run` in a process of its own (it starts and stops its own Ray): the peak PSS of its
     process tree, in MB, sampled every 0.2 s."""
     hpsweep = Path(sys.executable).parent / "hpsweep"
-    run = subprocess.Popen([str(hpsweep), "run", str(sweep), "--storage", str(folder / "results"),
-                            "--tracking-uri", f"sqlite:///{folder / 'mlflow.db'}"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    peak = 0
-    while run.poll() is None:
-        peak = max(peak, tree_memory("pss", run.pid))
-        time.sleep(0.2)
-    if run.returncode != 0:
-        raise RuntimeError(f"the sweep {sweep} failed: {run.stderr.read()[-2000:] if run.stderr else ''}")
-    return peak / 1e6
+    return measured([str(hpsweep), "run", str(sweep), "--storage", str(folder / "results"),
+                     "--tracking-uri", f"sqlite:///{folder / 'mlflow.db'}"], every_s=0.2)[1]
 
 
 def data_memory(quick: bool) -> list[Outcome]:

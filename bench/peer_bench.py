@@ -6,31 +6,15 @@ for hpsweep its start-up (command start to the first trial training) and tail (l
 from __future__ import annotations
 
 import itertools
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
 
-from bench.common import Outcome, interleaved, listed, median, round_ratios, scratch_folder, tree_memory
+from bench.common import Outcome, interleaved, listed, measured, median, round_ratios, scratch_folder
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "sweeps" / "digits_cnn.yaml"
-
-
-def _measured(argv: list[str], cwd: Path) -> tuple[float, float, float, float]:
-    """(wall s, peak PSS of the process tree in MB, start time, end time) of one command."""
-    started = time.time()
-    child = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    peak = 0
-    while child.poll() is None:
-        peak = max(peak, tree_memory("pss", child.pid))
-        time.sleep(0.5)  # reading every process's memory map costs CPU: often, it slowed the side it measured
-    ended = time.time()
-    if child.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed: {child.stderr.read()[-2000:] if child.stderr else ''}")
-    return ended - started, peak / 1e6, started, ended
 
 
 def _trial_span(uri: str) -> tuple[float, float]:
@@ -65,7 +49,7 @@ def peer_optuna(quick: bool) -> list[Outcome]:
         argv = [hpsweep, "run", str(DEMO), "--storage", str(where / "results"),
                 "--tracking-uri", f"sqlite:///{where / 'mlflow.db'}"] + (["--set", f"search.num_trials={trials}"]
                                                                            if quick else [])
-        wall, peak, started, ended = _measured(argv, where)
+        wall, peak, started, ended = measured(argv, where)
         first, last = _trial_span(f"sqlite:///{where / 'mlflow.db'}")
         phases["start-up"].append(first - started)
         phases["tail"].append(ended - last)
@@ -75,7 +59,7 @@ def peer_optuna(quick: bool) -> list[Outcome]:
     def peer() -> float:
         where = folder / f"peer-{next(runs)}"
         where.mkdir()
-        wall, peak, _, _ = _measured([sys.executable, str(REPO / "bench" / "peer_optuna.py"),
+        wall, peak, _, _ = measured([sys.executable, str(REPO / "bench" / "peer_optuna.py"),
                                       f"sqlite:///{where / 'mlflow.db'}", str(trials)], where)
         memory["peer"].append(peak)
         return wall

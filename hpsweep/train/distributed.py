@@ -37,10 +37,10 @@ class Group:
         of the workers' gradients is the gradient of the mean loss over all `total` examples."""
         return local * self.world / total if self.parallel else 1.0
 
-    def chunk(self, n: int) -> tuple[int, int]:
-        """The contiguous rows [start, stop) of n that this worker evaluates."""
-        size = -(-n // self.world)
-        return min(n, self.rank * size), min(n, (self.rank + 1) * size)
+    def chunk(self, n: int, rank: int | None = None) -> tuple[int, int]:
+        """The contiguous rows [start, stop) of n that this worker (or worker `rank`) evaluates."""
+        size, rank = -(-n // self.world), self.rank if rank is None else rank
+        return min(n, rank * size), min(n, (rank + 1) * size)
 
 
 SINGLE = Group()
@@ -67,12 +67,12 @@ def gathered(group: Group, part: torch.Tensor, n: int) -> torch.Tensor:
     """The rows every worker computed for its `chunk` of n, put back together in order on every worker."""
     if not group.parallel:
         return part
-    size = -(-n // group.world)
-    padded = torch.zeros((size, *part.shape[1:]), dtype=part.dtype, device=part.device)
+    bounds = [group.chunk(n, rank) for rank in range(group.world)]  # the first is the largest
+    padded = torch.zeros((bounds[0][1], *part.shape[1:]), dtype=part.dtype, device=part.device)
     padded[:len(part)] = part
     parts = [torch.empty_like(padded) for _ in range(group.world)]
     dist.all_gather(parts, padded)
-    return torch.cat([p[:max(0, min(size, n - r * size))] for r, p in enumerate(parts)])
+    return torch.cat([p[:stop - start] for p, (start, stop) in zip(parts, bounds, strict=True)])
 
 
 def data_parallel(group: Group, module: nn.Module, device: torch.device) -> nn.Module:
