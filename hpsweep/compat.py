@@ -6,6 +6,8 @@ release moves one. Nothing else in hpsweep may reach into a private attribute of
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -36,3 +38,42 @@ def restore_active_experiment(experiment_id: str | None) -> None:
     from mlflow.tracking import fluent
 
     fluent._active_experiment_id = experiment_id
+
+
+def recorded_local_ray() -> str | None:
+    """The address `ray start` recorded on this machine (under RAY_TMPDIR) if the Ray there still runs:
+    the one `ray.init()` joins by itself. Ray has no public way to ask."""
+    from ray._private.services import find_bootstrap_address, find_gcs_addresses
+
+    recorded = find_bootstrap_address(None)
+    if recorded is None:
+        return None
+    find_gcs_addresses.cache_clear()  # Ray caches what it found, and Rays come and go
+    ports = {address.rsplit(":", 1)[-1] for address in find_gcs_addresses()}
+    return recorded if recorded.rsplit(":", 1)[-1] in ports else None
+
+
+def trial_actors_without_runtime_env() -> None:
+    """Ray Tune gives every trial actor a runtime environment of its own ({"PL_DISABLE_FORK": "1"}, for
+    PyTorch Lightning) even when it has nothing to forward, and Ray will not place an actor with a
+    runtime environment in the worker processes it started ahead of time: each trial then waits for a
+    new process (about 1 s). Without it, the first trials take those processes. The caller sets the
+    variable in its own environment, which local workers inherit."""
+    from ray.tune.execution import class_cache
+
+    class_cache.DEFAULT_ENV_VARS.pop("PL_DISABLE_FORK", None)
+
+
+@contextlib.contextmanager
+def pinned_requirements_trusted() -> Iterator[None]:
+    """While a model is saved, skip MLflow's check of each pip requirement against the installed
+    packages, which maps every installed distribution's modules first (about 1 s). hpsweep pins its
+    requirements from this very environment, so the check has nothing to find."""
+    from mlflow.utils import environment
+
+    saved = environment.warn_dependency_requirement_mismatches
+    environment.warn_dependency_requirement_mismatches = lambda requirements: None
+    try:
+        yield
+    finally:
+        environment.warn_dependency_requirement_mismatches = saved

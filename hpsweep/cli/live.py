@@ -61,6 +61,15 @@ class LiveView:
         elif event.event == "end":
             self._plain(trial)
 
+    def note(self, line: str) -> None:
+        """A line about the sweep itself (what start-up is doing), kept above the live block."""
+        if self.live and self.drawn:
+            self.stream.write(f"\x1b[{self.drawn}F\x1b[0J")  # take the block away, write, draw it again
+            self.drawn = 0
+        self._write_line(line)
+        if self.live and self.trials:
+            self._draw()
+
     def close(self) -> None:
         if self.live:
             self._draw()

@@ -63,8 +63,8 @@ def _results_root(storage: str | None) -> Path:
 
 
 def _launch(args: argparse.Namespace, spec: Any, raw: dict[str, Any], sweep_text: str, again: str) -> int:
-    from hpsweep.sweep.driver import run_sweep
     from hpsweep.sweep.plan import plan_sweep
+    from hpsweep.sweep.ray_session import RaySession
 
     _results_root(args.storage)
     plan = plan_sweep(spec, raw, storage=args.storage, uri=args.tracking_uri, restart=getattr(args, "restart", False))
@@ -75,11 +75,19 @@ def _launch(args: argparse.Namespace, spec: Any, raw: dict[str, Any], sweep_text
     workers = f", {spec.resources.workers} workers per trial" if spec.resources.workers > 1 else ""
     print(f"{verb} sweep {plan.sweep_id}: {spec.num_trials} trials{workers}, {searching(spec)}, "
           f"{spec.search.scheduler.name} scheduler, optimising {spec.train.metrics()[0]}")
-    table = LiveView(spec.train.metrics()[0], spec.train.modes()[0], spec.num_trials, sys.stdout.isatty())
+    # Ray starts (or is joined) while the driver's imports load: torch, MLflow and Ray Tune take seconds
+    session = RaySession(args.verbose)
     try:
-        outcome = run_sweep(spec, plan, sweep_text, on_progress=table.update, verbose=args.verbose)
+        from hpsweep.sweep.driver import run_sweep
+
+        table = LiveView(spec.train.metrics()[0], spec.train.modes()[0], spec.num_trials, sys.stdout.isatty())
+        try:
+            outcome = run_sweep(spec, plan, sweep_text, on_progress=table.update, verbose=args.verbose,
+                                session=session, on_status=table.note)
+        finally:
+            table.close()
     finally:
-        table.close()
+        session.close()  # run_sweep closed it already, unless the import failed or was interrupted
     total = len(outcome.trials)
     if outcome.interrupted:
         print(f"interrupted: {total} of {spec.num_trials} trials started; state saved in {outcome.results}; "

@@ -49,6 +49,8 @@ def log_model(net: Net, description: dict[str, Any], name: str = "model", exampl
     (raw inputs) is given; returns MLflow's ModelInfo."""
     import mlflow
 
+    from hpsweep.compat import pinned_requirements_trusted
+
     with tempfile.TemporaryDirectory() as tmp:
         folder = save_model(Path(tmp) / "hpsweep-model", net, description)
         signature = None
@@ -65,9 +67,10 @@ def log_model(net: Net, description: dict[str, Any], name: str = "model", exampl
 
                 signature = ModelSignature(Schema([TensorSpec(np.dtype(np.uint8), (-1, -1, -1, -1))]),
                                            signature.outputs)
-        return mlflow.pyfunc.log_model(name=name, python_model=HpsweepModel(), artifacts={"model": str(folder)},
-                                       pip_requirements=_requirements(), signature=signature,
-                                       input_example=example)
+        with pinned_requirements_trusted():
+            return mlflow.pyfunc.log_model(name=name, python_model=HpsweepModel(), artifacts={"model": str(folder)},
+                                           pip_requirements=_requirements(), signature=signature,
+                                           input_example=example)
 
 
 def _requirements() -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,21 +57,28 @@ class SweepOutcome:
 
 
 def run_sweep(spec: SweepSpec, plan: SweepPlan, sweep_text: str, *,
-              on_progress: Callable[[Progress], None] | None = None, verbose: bool = False) -> SweepOutcome:
-    """Prepare the data, start (or join) Ray, run or resume every trial, and record the sweep in MLflow."""
+              on_progress: Callable[[Progress], None] | None = None, verbose: bool = False,
+              session: RaySession | None = None, on_status: Callable[[str], None] | None = None) -> SweepOutcome:
+    """Prepare the data, start (or join) Ray, run or resume every trial, and record the sweep in MLflow.
+    `session`: Ray as the caller already began starting it (the CLI does, before importing this module);
+    this function closes it. `on_status` hears what start-up is doing, a line at a time."""
+    say = on_status or (lambda line: None)
     with quiet(verbose):
-        session = RaySession(verbose)  # Ray comes up while the data is prepared
+        session = session or RaySession(verbose)  # Ray comes up while the data is prepared
         try:
             data = prepare_for(spec, load_trainable(spec.trainable), cache_root(plan.root))
             pretrained = pretrained_state(spec.model.pretrained, spec.base_dir)  # read once, before any trial
+            if data is not None:
+                say(f"data: {data.describe()}")
             session.wait()
+            say(session.describe())
             check_shared_storage(plan.root)
             check_fits(spec, cluster_nodes())
             shared, fetch, data = share(data)
             with sweep_lock(plan.folder, plan.sweep_id):
                 if plan.abandoned is not None:
                     abandon(*plan.abandoned)
-                return _run(spec, plan, sweep_text, data, (shared, fetch), pretrained, on_progress, session)
+                return _run(spec, plan, sweep_text, data, (shared, fetch), pretrained, on_progress, session, say)
         finally:
             session.close()
             remove_orphaned_staging()  # workers killed here (the sweep's own, when Ray stopped mid-report)
@@ -98,7 +106,8 @@ def check_shared_storage(root: Path) -> None:
 
 
 def _run(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data: PreparedData | None, shared: Any,
-         pretrained: Any, on_progress: Callable[[Progress], None] | None, session: RaySession) -> SweepOutcome:
+         pretrained: Any, on_progress: Callable[[Progress], None] | None, session: RaySession,
+         say: Callable[[str], None]) -> SweepOutcome:
     """`data` is the driver's view of the sweep's data; `shared` what trials read it by (node_data.share).
     Ray stops (on the session's thread) once the best model is logged, while the report is written."""
     state = plan.state
@@ -106,11 +115,13 @@ def _run(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data: PreparedData |
     state.save(plan.folder)
     tracker = SweepTracker(spec, plan.sweep_id, sweep_text, state.tracking_uri, effective=state.raw,
                            attach=plan.resuming, class_names=data.class_names if data is not None else ())
-    live = LIVE[plan.sweep_id] = LiveSweep(tracker, on_progress, state, plan.folder, spent_before=state.elapsed_s)
+    live = LIVE[plan.sweep_id] = LiveSweep(tracker, _warming_the_end(on_progress), state, plan.folder,
+                                           spent_before=state.elapsed_s)
+    say(f"MLflow: experiment {spec.experiment_name!r}, parent run {tracker.parent_id}; starting the first trials")
     failed = 0
     with closing_out(live) as outcome:
         with graceful_interrupt():
-            make_tuner(spec, shared, pretrained, plan).fit()
+            make_tuner(spec, shared, pretrained, plan, own_ray=session.started).fit()
         for record in tracker.trials.values():  # Ray's final state is saved: only the best and latest stay
             if record.best_checkpoint is not None:
                 best = Path(record.best_checkpoint.path)
@@ -130,6 +141,34 @@ def _run(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data: PreparedData |
     return SweepOutcome(plan.sweep_id, spec.experiment_name, tracker.parent_id, tracker.uri, tracker.metric,
                         tracker.trials, failed, best, best_params, interrupted=not completed, results=plan.folder,
                         report=_report(tracker, plan) if completed else None)
+
+
+def _warming_the_end(on_progress: Callable[[Progress], None] | None) -> Callable[[Progress], None]:
+    """`on_progress`, which also starts loading the code the sweep's end runs (matplotlib for the figures
+    and the report, MLflow's model saving: 1-2 s of imports) once the first epoch is reported, while the
+    driver waits on trials, instead of at the end, while the user waits on the driver."""
+    begun = threading.Event()
+
+    def hear(event: Progress) -> None:
+        if event.event == "epoch" and not begun.is_set():
+            begun.set()
+            threading.Thread(target=_load_the_end, name="hpsweep-warm", daemon=True).start()
+        if on_progress is not None:
+            on_progress(event)
+
+    return hear
+
+
+def _load_the_end() -> None:
+    try:
+        import mlflow.models.signature  # noqa: F401
+
+        import hpsweep.report.html  # noqa: F401
+        from hpsweep.track.figures import pyplot
+
+        pyplot()
+    except Exception as exc:  # loaded again, and any error raised, where they are used
+        log.debug("loading the sweep's end ahead of time: %s", exc)
 
 
 @contextlib.contextmanager

@@ -1,9 +1,13 @@
 """Ray for one sweep, started and stopped on a thread of its own so that neither waits in line.
 
-Starting a local Ray takes about 3 s on a 2-core machine, mostly waiting for its processes to come up;
-stopping it about 1.5 s. The driver prepares the data while Ray starts, and writes the sweep's report
-while Ray stops. The thread lives from the start to the end of Ray: Ray asks the kernel to end its
-processes when the thread that started them ends, so it must not end first.
+Starting a local Ray takes 3-4 s on a 2-core machine, mostly waiting for its processes to come up;
+stopping it about 1.5 s. The CLI starts it before it imports the driver (torch, MLflow, Ray Tune: about
+3 s), the driver prepares the data while it comes up, and writes the sweep's report while it stops.
+The thread lives from the start to the end of Ray: Ray asks the kernel to end its processes when the
+thread that started them ends, so it must not end first.
+
+A Ray already running is joined instead, and left running: RAY_ADDRESS's, or the one `ray start`
+left on this machine (as `ray.init()` itself finds it). Later sweeps then skip Ray's start and stop.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +26,8 @@ class RaySession:
     def __init__(self, verbose: bool) -> None:
         self.verbose = verbose
         self.started = False  #: whether this session started Ray (it then stops it)
+        self.joined: str | None = None  #: the address of the running Ray this session joined
+        self.seconds = 0.0  #: how long starting or joining took
         self._error: BaseException | None = None
         self._up, self._stop, self._down = threading.Event(), threading.Event(), threading.Event()
         self._thread = threading.Thread(target=self._hold, name="hpsweep-ray", daemon=True)
@@ -32,6 +39,14 @@ class RaySession:
         if self._error is not None:
             raise self._error
 
+    def describe(self) -> str:
+        """What the session did, for the terminal (once `wait` returned)."""
+        if self.joined is not None:
+            return f"Ray: joined the running Ray at {self.joined} in {self.seconds:.1f} s (it is left running)"
+        if self.started:
+            return f"Ray: started a local Ray with {os.cpu_count()} CPUs in {self.seconds:.1f} s"
+        return "Ray: already initialised in this process"
+
     def stop(self) -> None:
         """Begin stopping Ray (if this session started it) and return at once."""
         self._stop.set()
@@ -42,8 +57,10 @@ class RaySession:
         self._down.wait()
 
     def _hold(self) -> None:
+        began = time.monotonic()
         try:
-            self.started = _ensure_ray(self.verbose)
+            self.started, self.joined = _ensure_ray(self.verbose)
+            self.seconds = time.monotonic() - began
         except BaseException as exc:  # handed to the caller by wait()
             self._error = exc
         finally:
@@ -60,13 +77,36 @@ class RaySession:
             self._down.set()
 
 
-def _ensure_ray(verbose: bool) -> bool:
-    """Join RAY_ADDRESS's cluster, or start a local Ray with this machine's CPUs; True if we started it."""
+def _ensure_ray(verbose: bool) -> tuple[bool, str | None]:
+    """Join RAY_ADDRESS's cluster or the Ray `ray start` left running here, or else start a local Ray with
+    this machine's CPUs. Returns (whether this session started Ray, the address it joined)."""
     import ray
 
     if ray.is_initialized():
-        return False
-    address = os.environ.get("RAY_ADDRESS") or None
-    ray.init(address=address, num_cpus=None if address else os.cpu_count(), include_dashboard=False,
-             log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR)
-    return True
+        return False, None
+    quiet = {"log_to_driver": verbose, "logging_level": logging.INFO if verbose else logging.ERROR,
+             "include_dashboard": False}
+    if (address := os.environ.get("RAY_ADDRESS")) and address != "local":
+        ray.init(address=address, **quiet)
+        return False, address
+    if (address := running_local_ray()) is not None:
+        # found by Ray itself (address None), which also takes up the token `ray start` authenticates with
+        ray.init(address=None, **quiet)
+        return False, address
+    # inherited by the local workers, so that Tune need not give each trial actor a runtime environment
+    # for it, and the first trials can take the processes Ray starts ahead of time (make_tuner)
+    os.environ.setdefault("PL_DISABLE_FORK", "1")
+    ray.init(address="local", num_cpus=os.cpu_count(), **quiet)  # "local": even where `ray start` left a record
+    return True, None
+
+
+def running_local_ray() -> str | None:
+    """The address of the Ray that `ray start` left running on this machine (the one `ray.init()` joins),
+    or None. An address whose Ray is gone (its processes were killed without `ray stop`) is ignored."""
+    from hpsweep.compat import recorded_local_ray
+
+    try:
+        return recorded_local_ray()
+    except Exception as exc:  # a Ray whose internals moved: start our own, as before
+        log.warning("could not look for a running local Ray (%s: %s); starting one", type(exc).__name__, exc)
+        return None

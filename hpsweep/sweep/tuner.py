@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from hpsweep.compat import trial_actors_without_runtime_env
 from hpsweep.contract import RESULT_SCORE
 from hpsweep.search.samplers import make_sampler
 from hpsweep.search.schedulers import build_scheduler
@@ -18,10 +19,14 @@ from hpsweep.sweep.worker import trial_entry
 from hpsweep.sweep.workers import trial_resources
 
 
-def make_tuner(spec: SweepSpec, data: Any, pretrained: Any, plan: SweepPlan) -> Any:
+def make_tuner(spec: SweepSpec, data: Any, pretrained: Any, plan: SweepPlan, own_ray: bool = False) -> Any:
     """A new Tuner, or, for a sweep that ran before, Ray Tune's saved experiment restored: finished trials
-    kept, unfinished ones continued from their latest checkpoints, the searcher's state reloaded."""
+    kept, unfinished ones continued from their latest checkpoints, the searcher's state reloaded.
+    `own_ray`: Ray was started by this process (RaySession), whose workers inherit its environment."""
     from ray import tune
+
+    if own_ray and os.environ.get("PL_DISABLE_FORK") == "1":
+        trial_actors_without_runtime_env()  # the first trials take the workers Ray started ahead of time
 
     # Save the experiment state every 5 s (Ray's default adapts, to 10 s or more): a driver killed with -9
     # then repeats at most 5 s of each running trial. Saving every second cost each 12-epoch trial 0.2 s:

@@ -7,6 +7,8 @@ bounds in pyproject.toml together.
 from __future__ import annotations
 
 import ast
+import inspect
+from pathlib import Path
 
 from conftest import REPO
 
@@ -46,6 +48,48 @@ def test_mlflow_keeps_the_active_experiment_where_compat_reads_it():
     restore_active_experiment("12345")
     assert active_experiment_id() == "12345"
     restore_active_experiment(before)
+
+
+def test_ray_records_the_address_of_ray_start_where_compat_looks(tmp_path, monkeypatch):
+    from ray._common.utils import get_ray_address_file
+
+    from hpsweep.compat import recorded_local_ray
+
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    assert recorded_local_ray() is None  # nothing recorded
+    record = Path(get_ray_address_file(None))
+    assert record.is_relative_to(tmp_path)
+    record.parent.mkdir(parents=True)
+    record.write_text("127.0.0.1:1")  # recorded, but no Ray runs there
+    assert recorded_local_ray() is None
+
+
+def test_ray_tune_keeps_the_trial_actors_default_environment_where_compat_changes_it():
+    from ray.tune.execution import class_cache
+
+    from hpsweep.compat import trial_actors_without_runtime_env
+
+    saved = dict(class_cache.DEFAULT_ENV_VARS)
+    assert saved.get("PL_DISABLE_FORK") == "1"
+    try:
+        trial_actors_without_runtime_env()
+        assert "PL_DISABLE_FORK" not in class_cache.DEFAULT_ENV_VARS
+    finally:
+        class_cache.DEFAULT_ENV_VARS.update(saved)
+
+
+def test_mlflow_checks_pinned_requirements_where_compat_skips_it():
+    from mlflow.utils import environment
+
+    from hpsweep.compat import pinned_requirements_trusted
+
+    check = environment.warn_dependency_requirement_mismatches
+    with pinned_requirements_trusted():
+        assert environment.warn_dependency_requirement_mismatches is not check
+        assert environment.warn_dependency_requirement_mismatches(["torch==0.0.1"]) is None
+    assert environment.warn_dependency_requirement_mismatches is check
+    # still the function that _process_pip_requirements calls by this name
+    assert "warn_dependency_requirement_mismatches(" in inspect.getsource(environment._process_pip_requirements)
 
 
 def test_no_other_module_reaches_into_ray_or_mlflow_privates():

@@ -110,6 +110,11 @@ class PreparedData:
     def nbytes(self) -> int:
         return sum(split.nbytes for _, split in self._splits())
 
+    def describe(self) -> str:
+        where = f"mapped from {self.cache}" if self.cache is not None else "in memory"
+        return (f"{len(self.train)} train, {len(self.val)} val, {len(self.test or [])} test examples, "
+                f"{self.nbytes() / 1e6:.1f} MB {where}")
+
     def for_sharing(self) -> PreparedData:
         """The same data as numpy arrays, for Ray's object store. Ray maps a numpy array's buffer read-only
         into every worker of a node (one copy in shared memory, however many trials read it) but copies a

@@ -44,8 +44,7 @@ def prepare(spec: SweepSpec, cache: Path | None = None) -> PreparedData:
     else:
         prepared = _prepare_images(spec, fail, cache or cache_root())
     _check_batch_size(spec, len(prepared.train), fail)
-    log.info("prepared %s: %d train, %d val, %d test examples, %.1f MB in memory", data.source,
-             len(prepared.train), len(prepared.val), len(prepared.test or []), prepared.nbytes() / 1e6)
+    log.info("prepared %s: %s", data.source, prepared.describe())
     return prepared
 
 
