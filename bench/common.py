@@ -85,12 +85,14 @@ def tree_memory(kind: str = "rss", root: int | None = None) -> int:
     return total
 
 
-def measured(argv: list[str], cwd: Path | None = None, every_s: float = 0.5) -> tuple[float, float, float, float]:
+def measured(argv: list[str], cwd: Path | None = None, every_s: float = 0.5,
+             env: dict[str, str] | None = None) -> tuple[float, float, float, float]:
     """Run a command to its end: (wall s, peak PSS of its process tree in MB sampled every `every_s`, start
     time, end time). Reading every process's memory map costs CPU: sampled too often, it slows the
     side it measures. RuntimeError with the end of its stderr when it fails."""
     started = time.time()
-    child = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             env=None if env is None else {**os.environ, **env})
     peak = 0
     while child.poll() is None:
         peak = max(peak, tree_memory("pss", child.pid))

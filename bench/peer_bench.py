@@ -1,12 +1,23 @@
-"""The demo sweep (sweeps/digits_cnn.yaml: 12 trials, 2 at a time, TPE, ASHA) against the plain Optuna +
-MLflow script a user would write instead on one machine (bench/peer_optuna.py), taking turns, each a
-process of its own measured from its start to its exit: wall time, peak memory of its process tree, and
-for hpsweep its start-up (command start to the first trial training) and tail (last epoch to exit)."""
+"""The demo sweep (sweeps/digits_cnn.yaml: 12 trials, 2 at a time, TPE, ASHA) against what a user would
+write instead on one machine, taking turns, each a process of its own measured from its start to its
+exit: the plain Optuna + MLflow script (bench/peer_optuna.py) and the same sweep by hand on Ray Tune
+(bench/peer_tune.py). hpsweep runs twice per round: starting its own Ray, and joining a Ray that
+`ray start` left running (started once, before the rounds). Measured: wall time, peak memory of the
+process tree (hpsweep with its own Ray, whose processes are all in its tree), and for hpsweep its
+start-up (command start to the first trial training) and tail (last epoch to exit)."""
 
 from __future__ import annotations
 
 import itertools
+import os
+import shutil
+import signal
+import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -15,6 +26,7 @@ from bench.common import Outcome, interleaved, listed, measured, median, round_r
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "sweeps" / "digits_cnn.yaml"
+BIN = Path(sys.executable).parent
 
 
 def _trial_span(uri: str) -> tuple[float, float]:
@@ -34,51 +46,95 @@ def _trial_span(uri: str) -> tuple[float, float]:
     return min(starts), max(ends)
 
 
+@contextmanager
+def started_ray() -> Iterator[dict[str, str]]:
+    """`ray start --head` under a Ray temp folder of its own; the environment in which hpsweep joins it."""
+    temp = tempfile.mkdtemp(prefix="hb", dir="/tmp")  # short: Ray's socket paths have a length limit
+    env = {"RAY_TMPDIR": temp}
+    head = subprocess.Popen([str(BIN / "ray"), "start", "--head", "--block", "--port=0",
+                             f"--num-cpus={os.cpu_count()}", "--include-dashboard=false", "--disable-usage-stats"],
+                            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        while not (Path(temp) / "ray" / "ray_current_cluster").exists():
+            if head.poll() is not None:
+                raise RuntimeError("ray start failed")
+            time.sleep(0.5)
+        yield env
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(timeout=60)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
 def peer_optuna(quick: bool) -> list[Outcome]:
     folder = scratch_folder()
-    hpsweep = str(Path(sys.executable).parent / "hpsweep")
     trials = 4 if quick else 12
-    phases: dict[str, list[float]] = {"start-up": [], "tail": []}
+    phases: dict[str, list[float]] = {"start-up": [], "tail": [], "joined start-up": []}
     memory: dict[str, list[float]] = {"hpsweep": [], "peer": []}
-
     runs = itertools.count(1)
 
-    def sweep() -> float:
-        where = folder / f"hpsweep-{next(runs)}"
-        where.mkdir()
-        argv = [hpsweep, "run", str(DEMO), "--storage", str(where / "results"),
-                "--tracking-uri", f"sqlite:///{where / 'mlflow.db'}"] + (["--set", f"search.num_trials={trials}"]
-                                                                           if quick else [])
-        wall, peak, started, ended = measured(argv, where)
-        first, last = _trial_span(f"sqlite:///{where / 'mlflow.db'}")
-        phases["start-up"].append(first - started)
-        phases["tail"].append(ended - last)
-        memory["hpsweep"].append(peak)
-        return wall
+    def sweep(env: dict[str, str] | None, memory_of: str | None, start_of: str) -> Callable[[], float]:
+        def run() -> float:
+            where = folder / f"hpsweep-{next(runs)}"
+            where.mkdir()
+            argv = [str(BIN / "hpsweep"), "run", str(DEMO), "--trials", str(trials), "--storage",
+                    str(where / "results"), "--tracking-uri", f"sqlite:///{where / 'mlflow.db'}"]
+            wall, peak, started, ended = measured(argv, where, env=env)
+            first, last = _trial_span(f"sqlite:///{where / 'mlflow.db'}")
+            phases[start_of].append(first - started)
+            if memory_of is not None:
+                phases["tail"].append(ended - last)
+                memory[memory_of].append(peak)
+            return wall
+
+        return run
 
     def peer() -> float:
         where = folder / f"peer-{next(runs)}"
         where.mkdir()
-        wall, peak, _, _ = measured([sys.executable, str(REPO / "bench" / "peer_optuna.py"),
-                                      f"sqlite:///{where / 'mlflow.db'}", str(trials)], where)
+        wall, peak, _, _ = measured([sys.executable, "-m", "bench.peer_optuna", f"sqlite:///{where / 'mlflow.db'}",
+                                      str(trials)], REPO)
         memory["peer"].append(peak)
         return wall
 
-    # no warm-up round: each side is a new process every time, and the first round warms the file cache
-    values = interleaved({"hpsweep": sweep, "peer": peer}, 1 if quick else 4, warm_up=False)
-    wall = median(round_ratios(values, "hpsweep", "peer"))
+    def tune() -> float:
+        where = folder / f"tune-{next(runs)}"
+        where.mkdir()
+        return measured([sys.executable, "-m", "bench.peer_tune", f"sqlite:///{where / 'mlflow.db'}",
+                         str(where / "results"), str(trials)], REPO)[0]
+
+    with started_ray() as joined:
+        # no warm-up round: each side is a new process every time, and the first round warms the file cache
+        values = interleaved({"hpsweep": sweep(None, "hpsweep", "start-up"), "peer": peer, "tune": tune,
+                              "joined": sweep(joined, None, "joined start-up")}, 1 if quick else 4, warm_up=False)
+    return _outcomes(values, memory, phases, trials)
+
+
+def _outcomes(values: dict[str, list[float]], memory: dict[str, list[float]], phases: dict[str, list[float]],
+              trials: int) -> list[Outcome]:
+    wall, joined = median(round_ratios(values, "hpsweep", "peer")), median(round_ratios(values, "joined", "peer"))
+    tune = median(round_ratios(values, "hpsweep", "tune"))
     peaks = median([h / p for h, p in zip(memory["hpsweep"], memory["peer"], strict=True)])
-    start, tail = median(phases["start-up"]), median(phases["tail"])
+    start, tail, joined_start = (median(phases[k]) for k in ("start-up", "tail", "joined start-up"))
+    times = ", ".join(f"{name} {median(v):.1f} s" for name, v in values.items())
     return [
         Outcome("demo sweep wall time / plain Optuna script", wall, "<= 1.0", wall <= 1.0,
-                f"{trials} trials of the demo CNN, 2 at a time, TPE, ASHA vs successive halving: hpsweep run "
-                f"{median(values['hpsweep']):.1f} s, the Optuna + MLflow script {median(values['peer']):.1f} s "
-                f"(medians); each round's ratio {listed(round_ratios(values, 'hpsweep', 'peer'))}"),
+                f"{trials} trials of the demo CNN, 2 at a time, TPE, ASHA vs successive halving; medians: {times} "
+                f"(joined: hpsweep joining a running `ray start`); each round's ratio "
+                f"{listed(round_ratios(values, 'hpsweep', 'peer'))}"),
+        Outcome("demo sweep wall time, joining a running Ray / plain Optuna script", joined, "<= 1.0", joined <= 1.0,
+                f"each round's ratio {listed(round_ratios(values, 'joined', 'peer'))}"),
+        Outcome("demo sweep wall time / Ray Tune by hand", tune, "<= 0.8", tune <= 0.8,
+                f"Tuner + OptunaSearch + ASHA + MLflowLoggerCallback; each round's ratio "
+                f"{listed(round_ratios(values, 'hpsweep', 'tune'))}"),
         Outcome("demo sweep peak memory / plain Optuna script", peaks, "<= 1.3", peaks <= 1.3,
-                f"peak PSS of each process tree: hpsweep {median(memory['hpsweep']):,.0f} MB, the script "
-                f"{median(memory['peer']):,.0f} MB (medians)"),
+                f"peak PSS of each process tree (hpsweep's own Ray included): hpsweep "
+                f"{median(memory['hpsweep']):,.0f} MB, the script {median(memory['peer']):,.0f} MB (medians)"),
         Outcome("demo sweep start-up (s)", start, "<= 8 s", start <= 8,
                 f"command start to the first trial training; each run {listed(phases['start-up'])}"),
+        Outcome("demo sweep start-up joining a running Ray (s)", joined_start, "<= 8 s", joined_start <= 8,
+                f"each run {listed(phases['joined start-up'])}"),
         Outcome("demo sweep tail (s)", tail, "<= 3 s", tail <= 3,
                 f"last epoch reported to exit, report and best model written; each run {listed(phases['tail'])}"),
     ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from typing import Any
 
 import mlflow
 import optuna
@@ -72,6 +73,25 @@ def make_scheduler(trial: optuna.Trial, optimizer: torch.optim.Optimizer, steps:
     return None
 
 
+def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, data: tuple[torch.Tensor, ...],
+                batch_size: int, smoothing: float) -> float:
+    """One epoch of training; the validation accuracy after it."""
+    x_train, x_val, y_train, y_val = data
+    model.train()
+    order = torch.randperm(len(x_train))
+    for start in range(0, len(order), batch_size):
+        index = order[start:start + batch_size]
+        loss = F.cross_entropy(model(x_train[index]), y_train[index], label_smoothing=smoothing)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+    model.eval()
+    with torch.no_grad():
+        return (model(x_val).argmax(1) == y_val).float().mean().item()
+
+
 def main(uri: str, trials: int) -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // JOBS))
     x_train, x_val, y_train, y_val = load()
@@ -97,19 +117,8 @@ def main(uri: str, trials: int) -> None:
             best, stale = 0.0, 0
             try:
                 for epoch in range(EPOCHS):
-                    model.train()
-                    order = torch.randperm(len(x_train))
-                    for start in range(0, len(order), batch_size):
-                        index = order[start:start + batch_size]
-                        loss = F.cross_entropy(model(x_train[index]), y_train[index], label_smoothing=smoothing)
-                        optimizer.zero_grad()
-                        loss.backward()
-                        optimizer.step()
-                        if scheduler is not None:
-                            scheduler.step()
-                    model.eval()
-                    with torch.no_grad():
-                        accuracy = (model(x_val).argmax(1) == y_val).float().mean().item()
+                    accuracy = train_epoch(model, optimizer, scheduler, (x_train, x_val, y_train, y_val), batch_size,
+                                           smoothing)
                     client.log_metric(run.info.run_id, "val_accuracy", accuracy, step=epoch + 1)
                     best, stale = (accuracy, 0) if accuracy > best else (best, stale + 1)
                     trial.report(accuracy, epoch + 1)

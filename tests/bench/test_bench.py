@@ -27,7 +27,8 @@ def test_every_benchmark_runs_in_quick_mode_writes_the_table_and_leaves_no_scrat
                  "tracking at 8 concurrent trials", "frozen phase", "memory",
                  "search efficiency", "data memory, 1 trials", "decode on every core", "mapped-cache epoch",
                  "per-trial cost, 40 trials", "2 workers / 1 worker (1 CPU each)",
-                 "demo sweep wall time / plain Optuna script", "demo sweep tail (s)"):
+                 "demo sweep wall time / plain Optuna script", "demo sweep tail (s)",
+                 "demo sweep wall time / Ray Tune by hand", "demo sweep start-up joining a running Ray (s)"):
         assert f"| {name} | " in table, name
     assert "quick mode" in table and "Machine: " in table
 
