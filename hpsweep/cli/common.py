@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,29 @@ EXIT_BROKEN_PIPE = 128 + 13  #: what a shell reports for a process that SIGPIPE 
 def tracking_uri_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or "
                                                "sqlite:///mlflow.db)")
+
+
+def non_negative(text: str) -> float:
+    """An argparse type: a finite number >= 0 (argparse names the flag in its one-line error)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0 (got {text!r})")
+    return value
+
+
+def checked(check: Callable[[str], str]) -> Callable[[str], str]:
+    """An argparse type from a spec check that raises ValueError (argparse names the flag in its error)."""
+    def parse(text: str) -> str:
+        try:
+            return check(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = check.__name__
+    return parse
 
 
 def storage_option(parser: argparse.ArgumentParser) -> None:

@@ -18,6 +18,7 @@ from hpsweep.cli.common import (
     tracking_uri_option,
 )
 from hpsweep.cli.live import LiveView
+from hpsweep.contract import StopReason
 from hpsweep.errors import UserError
 
 
@@ -104,6 +105,11 @@ def _launch(args: argparse.Namespace, spec: Any, raw: dict[str, Any], sweep_text
     print(f"see it: mlflow ui --backend-store-uri {outcome.tracking_uri}  (then open http://127.0.0.1:5000)")
     if outcome.interrupted:
         return EXIT_INTERRUPTED
+    if total and outcome.best is None:  # every trial failed, diverged or reported nothing usable
+        diverged = sum(r.stop == StopReason.DIVERGED for r in outcome.trials.values())
+        print(f"no usable trial: {diverged} of {total} diverged, {outcome.failed} failed; nothing to promote "
+              f"(lower the learning rate or see the runs' hpsweep.error tags)")
+        return EXIT_FAILURE
     return EXIT_FAILURE if total and outcome.failed == total else EXIT_OK
 
 

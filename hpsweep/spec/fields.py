@@ -23,6 +23,15 @@ def check_name(value: str) -> str:
     return value
 
 
+ALIAS_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"  #: what MLflow accepts as a registered model's alias
+
+
+def check_alias(value: str) -> str:
+    if not re.match(ALIAS_PATTERN, value):
+        raise ValueError(f"an alias is a letter or '_' then up to 63 letters, digits, '_' or '-' (got {value!r})")
+    return value
+
+
 _DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(s|m|h)?\s*$")
 
 

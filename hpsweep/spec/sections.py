@@ -16,7 +16,7 @@ from pydantic import (
     field_validator,
 )
 
-from hpsweep.spec.fields import check_name, duration, named_union
+from hpsweep.spec.fields import ALIAS_PATTERN, check_name, duration, named_union
 from hpsweep.spec.strict import StrictModel
 
 # ---------------------------------------------------------------- model
@@ -50,7 +50,7 @@ class ModelSpec(StrictModel):
         Discriminator(lambda v: "~choice" if isinstance(v, dict | ModelChoice) else "=fixed"),
     ] = Field("mlp", description="a model, or {choice: [...]} to search among models")
     pretrained: str | None = Field(
-        None, description="imagenet, models:/NAME@ALIAS, models:/NAME/VERSION, or a state-dict file")
+        None, description="imagenet, models:/NAME@ALIAS, models:/NAME/VERSION, a state-dict file, or none")
     hidden_sizes: list[Annotated[int, Field(ge=1)]] = Field([128], description="mlp hidden layer widths")
 
     def names(self) -> list[str]:
@@ -60,6 +60,8 @@ class ModelSpec(StrictModel):
     @field_validator("pretrained")
     @classmethod
     def _pretrained(cls, value: str | None) -> str | None:
+        if value is not None and value.strip().lower() in ("none", "null", ""):
+            return None  # no weights (a file called "none" is written ./none)
         if value and value.startswith("models:") and not _REGISTRY_URI.match(value):
             raise ValueError(f"a registry URI is models:/NAME@ALIAS or models:/NAME/VERSION (got {value!r})")
         return value
@@ -209,6 +211,5 @@ class RegistrySpec(StrictModel):
     """How `hpsweep promote` registers the best model."""
 
     model_name: Annotated[str, AfterValidator(check_name)] | None = Field(None, description="default: the sweep name")
-    alias: str = Field("champion", pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$",
-                       description="the alias that points at the best version")
+    alias: str = Field("champion", pattern=ALIAS_PATTERN, description="the alias that points at the best version")
     min_improvement: float = Field(0.0, ge=0, description="how much the test metric must improve to promote")

@@ -126,7 +126,8 @@ def test_diverged_trials_are_never_promoted(store, run_cli, tmp_path):
 
     _, uri = store
     sweep = _sweep(tmp_path, "diverged", {"lr": {"choice": [1.0e6, 2.0e6]}, "optimizer": "sgd"}, epochs=2, trials=2)
-    assert main(["run", str(sweep), "--tracking-uri", uri, "--storage", str(tmp_path / "results")]) == 0
+    # exit 1: no trial is usable (tests/spec/test_bad_input.py checks what it says)
+    assert main(["run", str(sweep), "--tracking-uri", uri, "--storage", str(tmp_path / "results")]) == 1
     client = _client(uri)
     runs = client.search_runs([client.get_experiment_by_name("diverged").experiment_id])
     trials = [r for r in runs if "mlflow.parentRunId" in r.data.tags]

@@ -48,6 +48,12 @@ def prepare(spec: SweepSpec, cache: Path | None = None) -> PreparedData:
     return prepared
 
 
+def _check_classes(class_names: Any, fail: Any) -> None:
+    if len(class_names) < 2:
+        found = f"only {class_names[0]!r}" if class_names else "none"
+        raise fail("data", f"a classifier needs at least two classes; the data has {found}")
+
+
 def _check_batch_size(spec: SweepSpec, n_train: int, fail: Any) -> None:
     given = "batch_size" in spec.space.model_fields_set
     _, largest = param_extremes(spec.space.batch_size) if given else (None, TRAINING_KNOBS["batch_size"].default)
@@ -63,6 +69,7 @@ def _check_batch_size(spec: SweepSpec, n_train: int, fail: Any) -> None:
 def _prepare_images(spec: SweepSpec, fail: Any, cache: Path) -> PreparedData:
     data = spec.data
     images, labels, ids, class_names, given_splits, cached = _load_images(spec, fail, cache)
+    _check_classes(class_names, fail)
     if len(labels) < len(class_names):
         raise fail("data", f"{len(labels)} images for {len(class_names)} classes: fewer examples than classes")
     counts = torch.bincount(labels, minlength=len(class_names))
@@ -200,10 +207,18 @@ def _prepare_table(spec: SweepSpec, data: TabularCsv, fail: Any) -> PreparedData
         if name not in columns:
             raise fail("data.features" if name in features else "data.categorical",
                        f"column {name!r} is not in {path}")
-    table = table[table[data.target].notna()].reset_index(drop=True)
+    # each row keeps its line in the CSV (the header is line 1): promote and the report find it again
+    lines = table.index.to_numpy() + 2
+    kept = table[data.target].notna().to_numpy()
+    if not kept.all():
+        log.warning("%s: %d row(s) with a blank %r are left out (the first at line %d)", path, int((~kept).sum()),
+                    data.target, int(lines[~kept][0]))
+    table, lines = table[kept].reset_index(drop=True), lines[kept]
+    tabular.warn_non_finite(table, features, set(data.categorical), str(path))
     if data.task == "classification":
         labels_text = table[data.target].astype(str)
         class_names = tuple(sorted(labels_text.unique(), key=natural_key))
+        _check_classes(class_names, fail)
         # a copy: pandas hands out read-only arrays (copy on write), which torch warns about sharing
         y = torch.tensor(labels_text.map({c: i for i, c in enumerate(class_names)}).to_numpy(), dtype=torch.int64)
         if len(y) < len(class_names):
@@ -217,7 +232,7 @@ def _prepare_table(spec: SweepSpec, data: TabularCsv, fail: Any) -> PreparedData
                                            data.split, spec.train.seed, stratify=data.task == "classification")
     preprocessing = tabular.fit_preprocessing(table.iloc[train_i.numpy()], features, set(data.categorical))
     x = tabular.transform(table, preprocessing)
-    ids = tuple(f"row {i + 2}" for i in range(len(y)))  # line numbers in the CSV, header being line 1
+    ids = tuple(f"row {line}" for line in lines)
     train, val, test = (_take(x, y, ids, idx) for idx in (train_i, val_i, test_i))
     if len(train) == 0 or len(val) == 0:
         raise fail("data.split", f"the training or validation split is empty ({len(y)} rows)")

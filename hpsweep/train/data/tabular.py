@@ -6,6 +6,7 @@ kept in a plain dictionary, so the same preprocessing can travel with a served m
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+
+log = logging.getLogger(__name__)
 
 MISSING = "<missing>"
 
@@ -38,11 +41,28 @@ def fit_preprocessing(train: pd.DataFrame, features: list[str], categorical: set
             values = sorted({str(v) for v in column.fillna(MISSING)})
             columns.append({"name": name, "kind": "categorical", "categories": values})
         else:
+            column = _finite(column)
             filled = column.fillna(column.median() if column.notna().any() else 0.0)
             std = float(filled.std(ddof=0)) or 1.0
             columns.append({"name": name, "kind": "numeric", "median": float(filled.median()),
                             "mean": float(filled.mean()), "std": std})
     return {"columns": columns}
+
+
+def _finite(column: pd.Series) -> pd.Series:
+    """Infinite values as missing ones: one inf would make the column's mean and deviation infinite."""
+    return column.replace([np.inf, -np.inf], np.nan)
+
+
+def warn_non_finite(table: pd.DataFrame, features: list[str], categorical: set[str], source: str) -> None:
+    """Log each numeric feature column that holds infinite values (read as missing), with the first row."""
+    for name in features:
+        column = table[name]
+        if name in categorical or not pd.api.types.is_numeric_dtype(column):
+            continue
+        infinite = np.isinf(column.to_numpy(dtype=np.float64))
+        if infinite.any():
+            log.warning("%s: column %r has %d infinite value(s), read as missing", source, name, int(infinite.sum()))
 
 
 def transform(table: pd.DataFrame, preprocessing: dict[str, Any]) -> torch.Tensor:
@@ -51,7 +71,7 @@ def transform(table: pd.DataFrame, preprocessing: dict[str, Any]) -> torch.Tenso
     for column in preprocessing["columns"]:
         values = table[column["name"]]
         if column["kind"] == "numeric":
-            filled = pd.to_numeric(values, errors="coerce").fillna(column["median"]).to_numpy(dtype=np.float64)
+            filled = _finite(pd.to_numeric(values, errors="coerce")).fillna(column["median"]).to_numpy(dtype=np.float64)
             blocks.append(((filled - column["mean"]) / column["std"])[:, None])
         else:
             strings = values.fillna(MISSING).astype(str).to_numpy()
