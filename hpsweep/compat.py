@@ -77,3 +77,15 @@ def pinned_requirements_trusted() -> Iterator[None]:
         yield
     finally:
         environment.warn_dependency_requirement_mismatches = saved
+
+
+def tune_forwards_no_cloud_secrets() -> None:
+    """Ray Tune copies AWS_* credentials from the driver's environment into every trial actor's runtime
+    environment, which Ray keeps in its control store and its runtime-environment agent's log. hpsweep's
+    trials need none of them: checkpoints go to a folder every node mounts and MLflow is written by the
+    driver alone. A trainable that reads cloud storage takes its credentials from the nodes'
+    environment (a local Ray's workers inherit the command's)."""
+    from ray.tune.execution import class_cache
+
+    class_cache.ENV_VARS_TO_PROPAGATE = {name for name in class_cache.ENV_VARS_TO_PROPAGATE
+                                         if not name.startswith("AWS_")}

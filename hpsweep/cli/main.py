@@ -1,7 +1,7 @@
 """The `hpsweep` command: one small module per verb group registers its verbs; errors are translated once.
 
 Exit codes: 0 success, 1 a runtime failure, 2 bad input (a UserError: one line per problem), 130 an
-interrupted sweep (it can be resumed).
+interrupted sweep (it can be resumed), 143 a sweep ended by SIGTERM (taken as Ctrl-C: it can be resumed).
 """
 
 from __future__ import annotations
@@ -78,8 +78,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
+        from hpsweep.sweep.interrupt import exit_code
+
         print("hpsweep: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return exit_code(EXIT_INTERRUPTED)
     except BrokenPipeError:
         # the reader stopped early (`hpsweep status ... | head`): not an error. Output still buffered
         # for the closed pipe goes nowhere, so Python's flush at exit does not fail again.

@@ -20,6 +20,8 @@ from hpsweep.cli.common import (
 from hpsweep.cli.live import LiveView
 from hpsweep.contract import StopReason
 from hpsweep.errors import UserError
+from hpsweep.sweep.interrupt import exit_code, terminate_as_interrupt
+from hpsweep.sweep.ray_session import RaySession
 
 
 def _budget_sets(args: argparse.Namespace) -> list[str]:
@@ -65,7 +67,6 @@ def _results_root(storage: str | None) -> Path:
 
 def _launch(args: argparse.Namespace, spec: Any, raw: dict[str, Any], sweep_text: str, again: str) -> int:
     from hpsweep.sweep.plan import plan_sweep
-    from hpsweep.sweep.ray_session import RaySession
 
     _results_root(args.storage)
     plan = plan_sweep(spec, raw, storage=args.storage, uri=args.tracking_uri, restart=getattr(args, "restart", False))
@@ -76,6 +77,11 @@ def _launch(args: argparse.Namespace, spec: Any, raw: dict[str, Any], sweep_text
     workers = f", {spec.resources.workers} workers per trial" if spec.resources.workers > 1 else ""
     print(f"{verb} sweep {plan.sweep_id}: {spec.num_trials} trials{workers}, {searching(spec)}, "
           f"{spec.search.scheduler.name} scheduler, optimising {spec.train.metrics()[0]}")
+    with terminate_as_interrupt():  # SIGTERM from here on ends the sweep as Ctrl-C does
+        return _run_and_report(args, spec, plan, sweep_text, again)
+
+
+def _run_and_report(args: argparse.Namespace, spec: Any, plan: Any, sweep_text: str, again: str) -> int:
     # Ray starts (or is joined) while the driver's imports load: torch, MLflow and Ray Tune take seconds
     session = RaySession(args.verbose)
     try:
@@ -104,7 +110,7 @@ def _launch(args: argparse.Namespace, spec: Any, raw: dict[str, Any], sweep_text
         print(f"report: {outcome.report} (also under report/ in the parent run's artifacts)")
     print(f"see it: mlflow ui --backend-store-uri {outcome.tracking_uri}  (then open http://127.0.0.1:5000)")
     if outcome.interrupted:
-        return EXIT_INTERRUPTED
+        return exit_code(EXIT_INTERRUPTED)
     if total and outcome.best is None:  # every trial failed, diverged or reported nothing usable
         diverged = sum(r.stop == StopReason.DIVERGED for r in outcome.trials.values())
         print(f"no usable trial: {diverged} of {total} diverged, {outcome.failed} failed; nothing to promote "

@@ -21,7 +21,7 @@ from hpsweep.registry.weights import pretrained_state
 from hpsweep.spec.sweep_spec import SweepSpec
 from hpsweep.storage import cache_root
 from hpsweep.sweep.checkpoints import prune_checkpoints
-from hpsweep.sweep.interrupt import INTERRUPT, graceful_interrupt
+from hpsweep.sweep.interrupt import INTERRUPT, graceful_interrupt, hold_terminate
 from hpsweep.sweep.live import LIVE, LiveSweep, Progress
 from hpsweep.sweep.node_data import blind_nodes, share
 from hpsweep.sweep.plan import SweepPlan, abandon
@@ -71,6 +71,7 @@ def run_sweep(spec: SweepSpec, plan: SweepPlan, sweep_text: str, *,
             if data is not None:
                 say(f"data: {data.describe()}")
             session.wait()
+            hold_terminate()  # Ray's start replaced the process's SIGTERM handler with its own
             say(session.describe())
             check_shared_storage(plan.root)
             check_fits(spec, cluster_nodes())

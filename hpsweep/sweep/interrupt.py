@@ -1,5 +1,8 @@
 """Ctrl-C during a sweep: the first stops it the way Ray Tune stops an interrupted experiment (its state
-saved with the running trials still unfinished, so the sweep can resume); a second stops at once."""
+saved with the running trials still unfinished, so the sweep can resume); a second stops at once.
+
+SIGTERM, which schedulers, containers and `docker compose stop` send, is taken the same way; the
+command then exits with 143 instead of 130 (INTERRUPT["signal"] says which came)."""
 
 from __future__ import annotations
 
@@ -15,7 +18,40 @@ log = logging.getLogger(__name__)
 
 #: set by the first Ctrl-C of a sweep. `relay` is set while Ray Tune has not yet installed its own
 #: handler, so the request is passed on again once the sweep's loop runs.
-INTERRUPT = {"requested": False, "relay": False}
+INTERRUPT: dict[str, Any] = {"requested": False, "relay": False, "signal": None}
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """For the block, SIGTERM raises KeyboardInterrupt as Ctrl-C does (Python's default for SIGTERM is to
+    die on the spot, leaving runs RUNNING and Ray's processes to their own devices)."""
+    INTERRUPT["signal"] = None
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def hold_terminate() -> None:
+    """Put terminate_as_interrupt's handler back: Ray's start installs its own for SIGTERM (it prints a
+    stack dump and aborts the process, exit 134). Only from the main thread, inside that block."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    INTERRUPT["signal"] = signum
+    raise KeyboardInterrupt
+
+
+def exit_code(default: int) -> int:
+    """143 for a sweep ended by SIGTERM (128 + 15, as a shell reports it), else `default`."""
+    return 128 + signal.SIGTERM if INTERRUPT["signal"] == signal.SIGTERM else default
 
 
 @contextlib.contextmanager
@@ -26,12 +62,13 @@ def graceful_interrupt() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous_int, previous_usr1 = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGUSR1)
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
 
     def on_interrupt(signum: int, frame: Any) -> None:
-        INTERRUPT["requested"] = True
+        INTERRUPT.update(requested=True, signal=signum)
         log.warning("interrupted: saving the sweep's state (Ctrl-C again to stop at once)")
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _raise_interrupt)
         os.kill(os.getpid(), signal.SIGUSR1)
 
     def too_early(signum: int, frame: Any) -> None:
@@ -40,12 +77,13 @@ def graceful_interrupt() -> Iterator[None]:
     saved = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     signal.signal(signal.SIGINT, on_interrupt)
+    signal.signal(signal.SIGTERM, on_interrupt)
     signal.signal(signal.SIGUSR1, too_early)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous_int)
-        signal.signal(signal.SIGUSR1, previous_usr1)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
         if saved is None:
             os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
         else:

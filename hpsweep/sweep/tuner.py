@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from hpsweep.compat import trial_actors_without_runtime_env
+from hpsweep.compat import trial_actors_without_runtime_env, tune_forwards_no_cloud_secrets
 from hpsweep.contract import RESULT_SCORE
 from hpsweep.search.samplers import make_sampler
 from hpsweep.search.schedulers import build_scheduler
@@ -25,6 +25,7 @@ def make_tuner(spec: SweepSpec, data: Any, pretrained: Any, plan: SweepPlan, own
     `own_ray`: Ray was started by this process (RaySession), whose workers inherit its environment."""
     from ray import tune
 
+    tune_forwards_no_cloud_secrets()  # Ray would record them with every trial actor
     if own_ray and os.environ.get("PL_DISABLE_FORK") == "1":
         trial_actors_without_runtime_env()  # the first trials take the workers Ray started ahead of time
 

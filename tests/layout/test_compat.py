@@ -78,6 +78,22 @@ def test_ray_tune_keeps_the_trial_actors_default_environment_where_compat_change
         class_cache.DEFAULT_ENV_VARS.update(saved)
 
 
+def test_ray_tune_lists_the_variables_it_forwards_where_compat_trims_them():
+    from ray.tune.execution import class_cache
+
+    from hpsweep.compat import tune_forwards_no_cloud_secrets
+
+    saved = class_cache.ENV_VARS_TO_PROPAGATE
+    assert "AWS_SECRET_ACCESS_KEY" in saved
+    try:
+        tune_forwards_no_cloud_secrets()
+        assert not any(name.startswith("AWS_") for name in class_cache.ENV_VARS_TO_PROPAGATE)
+        assert class_cache.ENV_VARS_TO_PROPAGATE  # Ray's own variables are still forwarded
+        assert "ENV_VARS_TO_PROPAGATE" in inspect.getsource(class_cache._ActorClassCache.get)
+    finally:
+        class_cache.ENV_VARS_TO_PROPAGATE = saved
+
+
 def test_mlflow_checks_pinned_requirements_where_compat_skips_it():
     from mlflow.utils import environment
 

@@ -125,15 +125,26 @@ def test_out_of_memory_fails_the_trial_once_with_its_reason(ray_session, tmp_pat
     assert "out of memory: MemoryError: could not allocate 64 GiB" in run.data.tags["hpsweep.error"]
 
 
-def test_ctrl_c_stops_cleanly_and_leaves_no_process(tmp_path):
+def _sleepy(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     sweep = tmp_path / "sleepy.yaml"
     sweep.write_text(yaml.safe_dump({
         "name": "sleepy", "trainable": "sleepy", "data": {"source": "sklearn_digits"},
         "train": {"epochs": 60, "metric": "val_accuracy"}, "search": {"num_trials": 4, "max_concurrent": 2},
         "space": {"params": {"x": {"choice": [1, 2, 3, 4]}}}}))
-    database = tmp_path / "mlflow.db"
     # explicit: mlflow.set_tracking_uri in this process exports MLFLOW_TRACKING_URI to children
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{database}"}
+    return sweep, {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+
+
+def _no_process_left(session: int) -> None:
+    time.sleep(2)
+    leftovers = subprocess.run(["ps", "-eo", "sid=,cmd="], capture_output=True, text=True).stdout.splitlines()
+    assert [line for line in leftovers if line.split(None, 1)[0] == str(session)] == []
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_stops_cleanly_and_leaves_no_process(tmp_path, signum, code):
+    sweep, env = _sleepy(tmp_path)
+    database = tmp_path / "mlflow.db"
     driver = subprocess.Popen([str(Path(sys.executable).with_name("hpsweep")), "run", str(sweep)], cwd=tmp_path,
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               start_new_session=True)
@@ -141,17 +152,30 @@ def test_ctrl_c_stops_cleanly_and_leaves_no_process(tmp_path):
     while not _trial_runs_exist(database) and time.time() < deadline:
         time.sleep(1)
     time.sleep(3)  # a few epochs in
-    driver.send_signal(signal.SIGINT)
+    driver.send_signal(signum)
     stopped = time.time()
     output, _ = driver.communicate(timeout=60)
-    assert driver.returncode == 130, output
+    assert driver.returncode == code, output
     assert time.time() - stopped < 30
-    assert "interrupted:" in output
+    assert "interrupted:" in output and "SIGTERM received" not in output
     runs = _trial_runs(tmp_path, "sleepy")
     assert runs and all(r.info.status == "KILLED" for r, _ in runs)
-    time.sleep(2)
-    leftovers = subprocess.run(["ps", "-eo", "sid=,cmd="], capture_output=True, text=True).stdout.splitlines()
-    assert [line for line in leftovers if line.split(None, 1)[0] == str(driver.pid)] == []
+    assert f"`hpsweep run {sweep}` resumes it" in output
+    _no_process_left(driver.pid)
+
+
+@pytest.mark.parametrize("after_s", [1.5, 5.0], ids=["while-importing", "while-ray-starts"])
+def test_sigterm_during_start_up_ends_cleanly(tmp_path, after_s):
+    sweep, env = _sleepy(tmp_path)
+    driver = subprocess.Popen([str(Path(sys.executable).with_name("hpsweep")), "run", str(sweep)], cwd=tmp_path,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)
+    time.sleep(after_s)
+    driver.send_signal(signal.SIGTERM)
+    output, _ = driver.communicate(timeout=120)
+    assert driver.returncode == 143, output
+    assert "Traceback" not in output and "SIGTERM received" not in output
+    _no_process_left(driver.pid)
 
 
 def _trial_runs_exist(database: Path) -> bool:
