@@ -22,6 +22,7 @@ from hpsweep.contract import StopReason
 from hpsweep.errors import UserError
 from hpsweep.sweep.interrupt import exit_code, terminate_as_interrupt
 from hpsweep.sweep.ray_session import RaySession
+from hpsweep.track.uris import check_tracking_uri
 
 
 def _budget_sets(args: argparse.Namespace) -> list[str]:
@@ -56,19 +57,31 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return _launch(args, spec, raw, yaml.safe_dump(raw, sort_keys=False), f"hpsweep resume {args.name}")
 
 
-def _results_root(storage: str | None) -> Path:
+def _results_root(storage: str | None, create: bool = False) -> Path:
+    """The results storage; with `create`, made and checked writable (UserError naming --storage)."""
+    import os
+
     from hpsweep.storage import results_root
 
     try:
-        return results_root(storage)
+        root = results_root(storage)
+        if create:
+            root.mkdir(parents=True, exist_ok=True)
+            if not os.access(root, os.W_OK | os.X_OK):
+                raise PermissionError(13, "not writable")
     except ValueError as exc:
         raise UserError(f"--storage: {exc}") from None
+    except OSError as exc:
+        raise UserError(f"--storage: cannot use {storage or root} as the results folder: "
+                        f"{exc.strerror or exc}") from None
+    return root
 
 
 def _launch(args: argparse.Namespace, spec: Any, raw: dict[str, Any], sweep_text: str, again: str) -> int:
     from hpsweep.sweep.plan import plan_sweep
 
-    _results_root(args.storage)
+    check_tracking_uri(args.tracking_uri)
+    _results_root(args.storage, create=True)
     plan = plan_sweep(spec, raw, storage=args.storage, uri=args.tracking_uri, restart=getattr(args, "restart", False))
     if plan.abandoned is not None:
         print(f"--restart: sweep {plan.abandoned[1].sweep_id} is abandoned (its open runs are closed); "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from hpsweep.sweep.node_data import blind_nodes, share
 from hpsweep.sweep.plan import SweepPlan, abandon
 from hpsweep.sweep.quiet import quiet
 from hpsweep.sweep.ray_session import RaySession
-from hpsweep.sweep.state import sweep_lock
+from hpsweep.sweep.state import STATE_FILE, sweep_lock
 from hpsweep.sweep.tuner import make_tuner
 from hpsweep.sweep.workers import check_fits, cluster_nodes
 from hpsweep.track.records import TrialRecord
@@ -80,9 +81,17 @@ def run_sweep(spec: SweepSpec, plan: SweepPlan, sweep_text: str, *,
                 if plan.abandoned is not None:
                     abandon(*plan.abandoned)
                 return _run(spec, plan, sweep_text, data, (shared, fetch), pretrained, on_progress, session, say)
+        except BaseException:
+            if not plan.resuming and not (plan.folder / STATE_FILE).exists():
+                shutil.rmtree(plan.folder, ignore_errors=True)  # a new sweep that never started leaves nothing
+            raise
         finally:
             session.close()
             remove_orphaned_staging()  # workers killed here (the sweep's own, when Ray stopped mid-report)
+
+
+class TrackingUnusable(UserError):
+    """The MLflow tracking store cannot be opened or written."""
 
 
 class StorageNotShared(UserError, ValueError):
@@ -114,8 +123,14 @@ def _run(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data: PreparedData |
     state = plan.state
     state.status, state.starts = "running", state.starts + 1
     state.save(plan.folder)
-    tracker = SweepTracker(spec, plan.sweep_id, sweep_text, state.tracking_uri, effective=state.raw,
-                           attach=plan.resuming, class_names=data.class_names if data is not None else ())
+    try:
+        tracker = SweepTracker(spec, plan.sweep_id, sweep_text, state.tracking_uri, effective=state.raw,
+                               attach=plan.resuming, class_names=data.class_names if data is not None else ())
+    except Exception as exc:
+        if not plan.resuming:  # nothing ran and nothing was recorded: no sweep for the next run to resume
+            (plan.folder / STATE_FILE).unlink(missing_ok=True)
+        raise TrackingUnusable(f"--tracking-uri: cannot record the sweep in {state.tracking_uri}: "
+                               f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
     live = LIVE[plan.sweep_id] = LiveSweep(tracker, _warming_the_end(on_progress), state, plan.folder,
                                            spent_before=state.elapsed_s)
     say(f"MLflow: experiment {spec.experiment_name!r}, parent run {tracker.parent_id}; starting the first trials")

@@ -69,12 +69,14 @@ def test_ray_tune_keeps_the_trial_actors_default_environment_where_compat_change
 
     from hpsweep.compat import trial_actors_without_runtime_env
 
-    saved = dict(class_cache.DEFAULT_ENV_VARS)
-    assert saved.get("PL_DISABLE_FORK") == "1"
+    assert '"PL_DISABLE_FORK": "1"' in inspect.getsource(class_cache)  # Ray Tune's default for every trial
+    saved = dict(class_cache.DEFAULT_ENV_VARS)  # a sweep run earlier in this process may have removed it
     try:
+        class_cache.DEFAULT_ENV_VARS["PL_DISABLE_FORK"] = "1"
         trial_actors_without_runtime_env()
         assert "PL_DISABLE_FORK" not in class_cache.DEFAULT_ENV_VARS
     finally:
+        class_cache.DEFAULT_ENV_VARS.clear()
         class_cache.DEFAULT_ENV_VARS.update(saved)
 
 
@@ -83,9 +85,10 @@ def test_ray_tune_lists_the_variables_it_forwards_where_compat_trims_them():
 
     from hpsweep.compat import tune_forwards_no_cloud_secrets
 
-    saved = class_cache.ENV_VARS_TO_PROPAGATE
-    assert "AWS_SECRET_ACCESS_KEY" in saved
+    assert '"AWS_SECRET_ACCESS_KEY"' in inspect.getsource(class_cache)  # what Ray Tune forwards by default
+    saved = class_cache.ENV_VARS_TO_PROPAGATE  # a sweep run earlier in this process has trimmed it already
     try:
+        class_cache.ENV_VARS_TO_PROPAGATE = set(saved) | {"AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
         tune_forwards_no_cloud_secrets()
         assert not any(name.startswith("AWS_") for name in class_cache.ENV_VARS_TO_PROPAGATE)
         assert class_cache.ENV_VARS_TO_PROPAGATE  # Ray's own variables are still forwarded

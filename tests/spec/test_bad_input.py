@@ -138,3 +138,29 @@ def test_predict_into_an_existing_folder_is_refused_before_predicting(tmp_path, 
     assert code == 2 and out == ""
     assert err.startswith("hpsweep: --out: ") and "is a folder" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and not any((tmp_path / "out").iterdir())
+
+
+def test_an_unusable_tracking_uri_or_storage_is_refused_before_anything_starts(sweep_file, run_cli, tmp_path):
+    sweep = sweep_file()
+    (tmp_path / "a-file").write_text("not a folder")
+    code, _, err = run_cli("run", str(sweep), "--tracking-uri", "foo://x", "--storage", str(tmp_path / "results"))
+    assert code == 2 and err.startswith("hpsweep: --tracking-uri: 'foo://x' is not a store MLflow can record to")
+    code, _, err = run_cli("run", str(sweep), "--tracking-uri", f"sqlite:///{tmp_path / 'a-file' / 'mlflow.db'}",
+                             "--storage", str(tmp_path / "results"))
+    assert code == 2 and err.startswith("hpsweep: --tracking-uri: cannot create the SQLite database")
+    code, _, err = run_cli("run", str(sweep), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+                             "--storage", str(tmp_path / "a-file" / "results"))
+    assert code == 2 and err.startswith("hpsweep: --storage: cannot use ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "sweep0.yaml"]  # nothing written
+
+
+def test_a_store_that_fails_to_open_leaves_no_sweep_to_resume(ray_session, sweep_file, run_cli, tmp_path):
+    sweep = sweep_file({"train": {"epochs": 1}, "search": {"num_trials": 1}})
+    (tmp_path / "broken.db").write_bytes(b"this is not an SQLite database" * 100)
+    argv = ["run", str(sweep), "--storage", str(tmp_path / "results")]
+    code, _, err = run_cli(*argv, "--tracking-uri", f"sqlite:///{tmp_path / 'broken.db'}")
+    assert code == 2 and err.startswith("hpsweep: --tracking-uri: cannot record the sweep in ")
+    assert len(err.strip().splitlines()) == 1
+    assert list((tmp_path / "results").iterdir()) == []  # no sweep folder marked running
+    code, out, _ = run_cli(*argv, "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert code == 0 and out.startswith("starting sweep ")  # a new sweep, not a resume of the failed one
