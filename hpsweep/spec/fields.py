@@ -56,7 +56,7 @@ def named_union(kind: str, key: str, *members: type[StrictModel]) -> Any:
 
     def tag(value: Any) -> str | None:
         name = value.get(key) if isinstance(value, dict) else getattr(value, key, None)
-        return f"={name}" if name in tags else None
+        return f"={name}" if isinstance(name, str) and name in tags else None  # not a name: pydantic reports it
 
     union = Annotated[
         Union[tuple(Annotated[m, Tag(f"={n}")] for n, m in tags.items())],  # noqa: UP007

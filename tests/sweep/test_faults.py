@@ -125,11 +125,11 @@ def test_out_of_memory_fails_the_trial_once_with_its_reason(ray_session, tmp_pat
     assert "out of memory: MemoryError: could not allocate 64 GiB" in run.data.tags["hpsweep.error"]
 
 
-def _sleepy(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+def _sleepy(tmp_path: Path, epochs: int = 60) -> tuple[Path, dict[str, str]]:
     sweep = tmp_path / "sleepy.yaml"
     sweep.write_text(yaml.safe_dump({
         "name": "sleepy", "trainable": "sleepy", "data": {"source": "sklearn_digits"},
-        "train": {"epochs": 60, "metric": "val_accuracy"}, "search": {"num_trials": 4, "max_concurrent": 2},
+        "train": {"epochs": epochs, "metric": "val_accuracy"}, "search": {"num_trials": 4, "max_concurrent": 2},
         "space": {"params": {"x": {"choice": [1, 2, 3, 4]}}}}))
     # explicit: mlflow.set_tracking_uri in this process exports MLFLOW_TRACKING_URI to children
     return sweep, {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
@@ -143,7 +143,7 @@ def _no_process_left(session: int) -> None:
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
 def test_ctrl_c_or_sigterm_stops_cleanly_and_leaves_no_process(tmp_path, signum, code):
-    sweep, env = _sleepy(tmp_path)
+    sweep, env = _sleepy(tmp_path, epochs=60 if signum == signal.SIGINT else 8)
     database = tmp_path / "mlflow.db"
     driver = subprocess.Popen([str(Path(sys.executable).with_name("hpsweep")), "run", str(sweep)], cwd=tmp_path,
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -162,6 +162,12 @@ def test_ctrl_c_or_sigterm_stops_cleanly_and_leaves_no_process(tmp_path, signum,
     assert runs and all(r.info.status == "KILLED" for r, _ in runs)
     assert f"`hpsweep run {sweep}` resumes it" in output
     _no_process_left(driver.pid)
+    if signum == signal.SIGTERM:  # the same command resumes it: every trial once, all finished
+        again = subprocess.run([str(Path(sys.executable).with_name("hpsweep")), "run", str(sweep)], cwd=tmp_path,
+                               env=env, capture_output=True, text=True, timeout=600)
+        assert again.returncode == 0 and again.stdout.startswith("resuming sweep "), again.stdout + again.stderr
+        runs = _trial_runs(tmp_path, "sleepy")
+        assert len(runs) == 4 and all(r.info.status == "FINISHED" for r, _ in runs)
 
 
 @pytest.mark.parametrize("after_s", [1.5, 5.0], ids=["while-importing", "while-ray-starts"])
