@@ -35,3 +35,12 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True  # another user's process
     return True
+
+
+def unwritable(folder: Path) -> Path | None:
+    """Where `folder` could not be created or written, without creating anything: the nearest existing
+    ancestor when it is not a writable folder; None when the folder can be made and written."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    return None if existing.is_dir() and os.access(existing, os.W_OK | os.X_OK) else existing

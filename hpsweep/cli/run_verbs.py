@@ -57,23 +57,17 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return _launch(args, spec, raw, yaml.safe_dump(raw, sort_keys=False), f"hpsweep resume {args.name}")
 
 
-def _results_root(storage: str | None, create: bool = False) -> Path:
-    """The results storage; with `create`, made and checked writable (UserError naming --storage)."""
-    import os
-
-    from hpsweep.storage import results_root
+def _results_root(storage: str | None, check: bool = False) -> Path:
+    """The results storage; with `check`, UserError naming --storage unless it can be made and written
+    (nothing is created here: a sweep stopped by bad input leaves no folder)."""
+    from hpsweep.storage import results_root, unwritable
 
     try:
         root = results_root(storage)
-        if create:
-            root.mkdir(parents=True, exist_ok=True)
-            if not os.access(root, os.W_OK | os.X_OK):
-                raise PermissionError(13, "not writable")
     except ValueError as exc:
         raise UserError(f"--storage: {exc}") from None
-    except OSError as exc:
-        raise UserError(f"--storage: cannot use {storage or root} as the results folder: "
-                        f"{exc.strerror or exc}") from None
+    if check and (blocked := unwritable(root)) is not None:
+        raise UserError(f"--storage: cannot use {root} as the results folder: {blocked} is not a writable folder")
     return root
 
 
@@ -81,7 +75,7 @@ def _launch(args: argparse.Namespace, spec: Any, raw: dict[str, Any], sweep_text
     from hpsweep.sweep.plan import plan_sweep
 
     check_tracking_uri(args.tracking_uri)
-    _results_root(args.storage, create=True)
+    _results_root(args.storage, check=True)
     plan = plan_sweep(spec, raw, storage=args.storage, uri=args.tracking_uri, restart=getattr(args, "restart", False))
     if plan.abandoned is not None:
         print(f"--restart: sweep {plan.abandoned[1].sweep_id} is abandoned (its open runs are closed); "

@@ -3,11 +3,11 @@ folder the database can be created in."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from urllib.parse import urlparse
 
 from hpsweep.errors import UserError
+from hpsweep.storage import unwritable
 from hpsweep.track.writer import tracking_uri
 
 #: the schemes MLflow 3 opens a tracking store for (a database dialect may follow a "+")
@@ -30,8 +30,5 @@ def check_tracking_uri(explicit: str | None) -> None:
 
 
 def _check_folder(folder: Path, given: str, uri: str) -> None:
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"{given}: cannot create the SQLite database of {uri}: {existing} is not a writable folder")
+    if (blocked := unwritable(folder)) is not None:
+        raise UserError(f"{given}: cannot create the SQLite database of {uri}: {blocked} is not a writable folder")
