@@ -89,3 +89,20 @@ def tune_forwards_no_cloud_secrets() -> None:
 
     class_cache.ENV_VARS_TO_PROPAGATE = {name for name in class_cache.ENV_VARS_TO_PROPAGATE
                                          if not name.startswith("AWS_")}
+
+
+def import_ray_without_driver_signal_dump() -> None:
+    """Import Ray so that this (driver) process's Ray core worker installs no failure-signal handler: with
+    it, SIGTERM in the seconds before hpsweep takes SIGTERM back printed a stack dump. Ray reads
+    RAY_DISABLE_FAILURE_SIGNAL_HANDLER once, at import; it is unset again so the processes Ray starts
+    keep their handlers. A value the user set is left alone."""
+    import os
+
+    name = "RAY_DISABLE_FAILURE_SIGNAL_HANDLER"
+    if name in os.environ:
+        return
+    os.environ[name] = "1"
+    try:
+        import ray._private.ray_constants  # noqa: F401
+    finally:
+        os.environ.pop(name, None)

@@ -26,6 +26,34 @@ def cache_root(storage: str | Path | None = None) -> Path:
     return results_root(storage) / CACHE_FOLDER
 
 
+MIN_FREE_ENV, MIN_FREE_MB = "HPSWEEP_MIN_FREE_MB", 256
+
+
+def min_free_mb() -> float:
+    """$HPSWEEP_MIN_FREE_MB as a number of megabytes; ValueError naming the variable when it is not one."""
+    text = os.environ.get(MIN_FREE_ENV) or str(MIN_FREE_MB)
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"{MIN_FREE_ENV}: expected a number of megabytes >= 0, got {text!r}")
+    return value
+
+
+def short_of_space(folder: Path) -> str | None:
+    """Why a sweep writing under `folder` should stop before its disk fills (Ray Tune writes its own
+    state files in place: a full disk leaves them truncated and the sweep could not resume), or None.
+    The reserve is $HPSWEEP_MIN_FREE_MB megabytes (256 by default; 0 turns the check off)."""
+    import shutil
+
+    reserve = min_free_mb()
+    free = shutil.disk_usage(folder).free / 2**20
+    if free >= reserve:
+        return None
+    return f"only {free:.0f} MB free under {folder} (hpsweep keeps {reserve:g} MB, {MIN_FREE_ENV})"
+
+
 def process_alive(pid: int) -> bool:
     """Whether a process of this machine still runs: a folder named after a dead one is a leftover."""
     try:

@@ -22,6 +22,7 @@ from hpsweep.contract import StopReason
 from hpsweep.errors import UserError
 from hpsweep.sweep.interrupt import exit_code, terminate_as_interrupt
 from hpsweep.sweep.ray_session import RaySession
+from hpsweep.sweep.state import STATE_FILE
 from hpsweep.track.uris import check_tracking_uri
 
 
@@ -72,10 +73,15 @@ def _results_root(storage: str | None, check: bool = False) -> Path:
 
 
 def _launch(args: argparse.Namespace, spec: Any, raw: dict[str, Any], sweep_text: str, again: str) -> int:
+    from hpsweep.storage import min_free_mb
     from hpsweep.sweep.plan import plan_sweep
 
     check_tracking_uri(args.tracking_uri)
     _results_root(args.storage, check=True)
+    try:
+        min_free_mb()
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     plan = plan_sweep(spec, raw, storage=args.storage, uri=args.tracking_uri, restart=getattr(args, "restart", False))
     if plan.abandoned is not None:
         print(f"--restart: sweep {plan.abandoned[1].sweep_id} is abandoned (its open runs are closed); "
@@ -100,12 +106,19 @@ def _run_and_report(args: argparse.Namespace, spec: Any, plan: Any, sweep_text: 
                                 session=session, on_status=table.note)
         finally:
             table.close()
+    except KeyboardInterrupt:  # while starting, or a second Ctrl-C: say whether there is a sweep to resume
+        session.close()
+        kept = (plan.folder / STATE_FILE).exists()
+        print("interrupted: " + (f"`{again}` resumes the sweep" if kept else "nothing was started or recorded"),
+              file=sys.stderr)
+        return exit_code(EXIT_INTERRUPTED)
     finally:
         session.close()  # run_sweep closed it already, unless the import failed or was interrupted
     total = len(outcome.trials)
     if outcome.interrupted:
-        print(f"interrupted: {total} of {spec.num_trials} trials started; state saved in {outcome.results}; "
-              f"open runs are marked KILLED. `{again}` resumes it")
+        why = f"stopped: {outcome.fault}" if outcome.fault else "interrupted"
+        print(f"{why}: {total} of {spec.num_trials} trials started; state saved in {outcome.results}; "
+              f"open runs are marked KILLED. {'Free some space, then ' if outcome.fault else ''}`{again}` resumes it")
     else:
         print(f"{total} trials: {total - outcome.failed} finished, {outcome.failed} failed")
     if outcome.best is not None:
@@ -117,7 +130,7 @@ def _run_and_report(args: argparse.Namespace, spec: Any, plan: Any, sweep_text: 
         print(f"report: {outcome.report} (also under report/ in the parent run's artifacts)")
     print(f"see it: mlflow ui --backend-store-uri {outcome.tracking_uri}  (then open http://127.0.0.1:5000)")
     if outcome.interrupted:
-        return exit_code(EXIT_INTERRUPTED)
+        return EXIT_FAILURE if outcome.fault else exit_code(EXIT_INTERRUPTED)
     if total and outcome.best is None:  # every trial failed, diverged or reported nothing usable
         diverged = sum(r.stop == StopReason.DIVERGED for r in outcome.trials.values())
         print(f"no usable trial: {diverged} of {total} diverged, {outcome.failed} failed; nothing to promote "

@@ -3,19 +3,17 @@ on the held-out test split (which the search never saw), and record every decisi
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import time
-from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
 
 from hpsweep import contract as C
 from hpsweep.errors import UserError
+from hpsweep.registry.versions import Candidate, Decision, current_version, promote_version, record
 from hpsweep.spec.sweep_spec import SweepSpec
-from hpsweep.track.queries import RecordedSweep, UnknownSweep, find_sweep, model_versions, trial_runs
+from hpsweep.track.queries import RecordedSweep, UnknownSweep, find_sweep, trial_runs
 from hpsweep.track.writer import tracking_uri
 from hpsweep.train import metrics as M
 from hpsweep.train.data.base import PreparedData
@@ -25,36 +23,6 @@ log = logging.getLogger(__name__)
 
 class PromotionError(UserError):
     """Bad input for a promotion: an unknown sweep, no finished trial, or data the models cannot share."""
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A model in a promotion: the sweep's best (challenger) or the alias's holder (champion), evaluated."""
-
-    role: str  #: challenger or champion
-    model_uri: str
-    test: dict[str, float]  #: its metrics on the test split
-    #: the hyperparameters it was trained with, as MLflow logged them
-    params: dict[str, str] = field(default_factory=dict)
-    run_id: str = ""  #: the trial run it came from
-    version: str = ""  #: its registered version (the champion's)
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What a promotion decided and why; recorded on the sweep's parent run, promoted or held."""
-
-    promoted: bool
-    reason: str
-    model_name: str
-    alias: str
-    metric: str  #: the test metric compared, e.g. accuracy
-    mode: str
-    challenger: Candidate
-    champion: Candidate | None
-    version: str = ""  #: the version created when promoted
-    dry_run: bool = False
-    sweep_id: str = ""
 
 
 def promote(ref: str, *, model_name: str | None = None, alias: str | None = None,
@@ -90,10 +58,8 @@ def promote(ref: str, *, model_name: str | None = None, alias: str | None = None
     if dry_run:
         return decision
     if promoted:
-        version = _register(client, decision, best, data.fingerprint(), val_metric)
-        decision = replace(decision, version=version)
-        _settle_alias(client, decision, data.fingerprint())
-    _record(client, sweep.parent.info.run_id, decision)
+        return promote_version(client, decision, best, data.fingerprint(), val_metric, sweep.parent.info.run_id)
+    record(client, sweep.parent.info.run_id, decision)
     return decision
 
 
@@ -189,85 +155,3 @@ def _decide(challenger: Candidate, champion: Candidate | None, metric: str, mode
                    f"(needs to be better by at least {max(margin, 0):g})")
 
 
-def _register(client: Any, decision: Decision, best: Any, fingerprint: str, val_metric: str) -> str:
-    import contextlib
-    import io
-
-    import mlflow
-
-    with contextlib.redirect_stderr(io.StringIO()):  # MLflow prints its own notices; the CLI reports the version
-        version = mlflow.register_model(decision.challenger.model_uri, decision.model_name)
-    test = decision.challenger.test
-    tags = {
-        C.SWEEP_TAG: decision.sweep_id, C.TRIAL_TAG: best.data.tags.get(C.TRIAL_TAG, ""),
-        "hpsweep.run_id": best.info.run_id, f"hpsweep.{val_metric}": str(best.data.metrics[C.best_metric(val_metric)]),
-        C.TEST_TAG: f"{decision.metric}={test[decision.metric]!r}", C.TEST_MODE_TAG: decision.mode,
-        "hpsweep.test_metrics": json.dumps(test), C.FINGERPRINT_TAG: fingerprint,
-        "hpsweep.previous_champion": decision.champion.version if decision.champion else "none",
-        C.DECISION_TAG: "promoted", "hpsweep.reason": decision.reason, C.ALIAS_TAG: decision.alias,
-    }
-    for key, value in tags.items():
-        client.set_model_version_tag(decision.model_name, version.version, key, value)
-    return str(version.version)
-
-
-def _settle_alias(client: Any, decision: Decision, fingerprint: str, rounds: int = 3) -> None:
-    """Point the alias at the best version promoted for it on this data. Racing promoters each settle
-    after registering, so whichever settles last has seen both versions and leaves the alias on the better.
-    Only versions scored on the same test metric, compared the same way, are ranked against each other."""
-    name, alias = decision.model_name, decision.alias
-    for attempt in range(rounds):
-        best_version, best_score = None, None
-        for version in model_versions(client, name):
-            score = _comparable_score(version.tags or {}, decision, fingerprint)
-            if score is None:
-                continue
-            better = best_score is None or (score > best_score if decision.mode == "max" else score < best_score)
-            if better or (score == best_score and int(version.version) < int(best_version or 0)):
-                best_version, best_score = version.version, score
-        if best_version is None:
-            return
-        current = current_version(client, name, alias)
-        if current is not None and str(current.version) == str(best_version):
-            if attempt:
-                return
-        else:
-            client.set_registered_model_alias(name, alias, best_version)
-        time.sleep(0.2 * (attempt + 1))  # let a racing promoter's write land, then check again
-
-
-def _comparable_score(tags: dict[str, str], decision: Decision, fingerprint: str) -> float | None:
-    """A version's stored test score, when it was promoted for this alias on this data and scored on the
-    decision's metric in the decision's mode; None for any other version."""
-    if (tags.get(C.DECISION_TAG) != "promoted" or tags.get(C.FINGERPRINT_TAG) != fingerprint
-            or tags.get(C.ALIAS_TAG) != decision.alias or tags.get(C.TEST_MODE_TAG) != decision.mode):
-        return None
-    metric, _, value = tags.get(C.TEST_TAG, "").partition("=")
-    try:
-        return float(value) if metric == decision.metric else None
-    except ValueError:
-        return None
-
-
-def current_version(client: Any, name: str, alias: str) -> Any:
-    """The model version `alias` points at, or None when the registered model or the alias does not exist.
-    Other errors (network, permission, server) are raised."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        model = client.get_registered_model(name)
-    except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return None
-        raise
-    version = (model.aliases or {}).get(alias)
-    return None if version is None else client.get_model_version(name, str(version))
-
-
-def _record(client: Any, parent_run_id: str, decision: Decision) -> None:
-    """Every decision, promoted or held, is kept on the sweep's parent run (an audit trail of the alias)."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    client.log_dict(parent_run_id, asdict(decision), f"{C.PROMOTIONS_ARTIFACTS}/{stamp}-{decision.alias}.json")
-    summary = f"{'promoted' if decision.promoted else 'held'}" + (f" as version {decision.version}"
-                                                                   if decision.version else "")
-    client.set_tag(parent_run_id, f"{C.PROMOTION_TAG}.{decision.alias}", f"{stamp}: {summary}")

@@ -22,7 +22,7 @@ from hpsweep.registry.weights import pretrained_state
 from hpsweep.spec.sweep_spec import SweepSpec
 from hpsweep.storage import cache_root
 from hpsweep.sweep.checkpoints import prune_checkpoints
-from hpsweep.sweep.interrupt import INTERRUPT, graceful_interrupt, hold_terminate
+from hpsweep.sweep.interrupt import INTERRUPT, deferred_interrupt, graceful_interrupt, hold_terminate
 from hpsweep.sweep.live import LIVE, LiveSweep, Progress
 from hpsweep.sweep.node_data import blind_nodes, share
 from hpsweep.sweep.plan import SweepPlan, abandon
@@ -55,6 +55,7 @@ class SweepOutcome:
     interrupted: bool = False
     results: Path | None = None  #: the sweep's folder of Ray Tune state and checkpoints
     report: Path | None = None  #: the sweep report's HTML page, when the sweep ended and it was written
+    fault: str | None = None  #: why the sweep stopped itself before its end (a full disk)
 
 
 def run_sweep(spec: SweepSpec, plan: SweepPlan, sweep_text: str, *,
@@ -120,24 +121,14 @@ def _run(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data: PreparedData |
          say: Callable[[str], None]) -> SweepOutcome:
     """`data` is the driver's view of the sweep's data; `shared` what trials read it by (node_data.share).
     Ray stops (on the session's thread) once the best model is logged, while the report is written."""
-    state = plan.state
-    state.status, state.starts = "running", state.starts + 1
-    state.save(plan.folder)
-    try:
-        tracker = SweepTracker(spec, plan.sweep_id, sweep_text, state.tracking_uri, effective=state.raw,
-                               attach=plan.resuming, class_names=data.class_names if data is not None else ())
-    except Exception as exc:
-        if not plan.resuming:  # nothing ran and nothing was recorded: no sweep for the next run to resume
-            (plan.folder / STATE_FILE).unlink(missing_ok=True)
-        raise TrackingUnusable(f"--tracking-uri: cannot record the sweep in {state.tracking_uri}: "
-                               f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
-    live = LIVE[plan.sweep_id] = LiveSweep(tracker, _warming_the_end(on_progress), state, plan.folder,
-                                           spent_before=state.elapsed_s)
-    say(f"MLflow: experiment {spec.experiment_name!r}, parent run {tracker.parent_id}; starting the first trials")
+    tracker = _open_tracker(spec, plan, sweep_text, data)
+    live = LIVE[plan.sweep_id] = LiveSweep(tracker, _warming_the_end(on_progress), plan.state, plan.folder,
+                                           spent_before=plan.state.elapsed_s)
     failed = 0
     with closing_out(live) as outcome:
+        say(f"MLflow: experiment {spec.experiment_name!r}, parent run {tracker.parent_id}; starting the first trials")
         with graceful_interrupt():
-            make_tuner(spec, shared, pretrained, plan, own_ray=session.started).fit()
+            _fit(make_tuner(spec, shared, pretrained, plan, own_ray=session.started), live)
         for record in tracker.trials.values():  # Ray's final state is saved: only the best and latest stay
             if record.best_checkpoint is not None:
                 best = Path(record.best_checkpoint.path)
@@ -156,7 +147,42 @@ def _run(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data: PreparedData |
     best_params = tracker.client.get_run(best[1].run_id).data.params if best else {}
     return SweepOutcome(plan.sweep_id, spec.experiment_name, tracker.parent_id, tracker.uri, tracker.metric,
                         tracker.trials, failed, best, best_params, interrupted=not completed, results=plan.folder,
-                        report=_report(tracker, plan) if completed else None)
+                        report=_report(tracker, plan) if completed else None, fault=live.fault)
+
+
+def _fit(tuner: Any, live: LiveSweep) -> None:
+    """Run the trials. After the sweep stopped itself on a full disk, Ray Tune may fail to read back
+    the files it could not write (a trial's error, truncated): the stop is already recorded, so that
+    is logged, not raised."""
+    try:
+        tuner.fit()
+    except Exception:
+        if live.fault is None:
+            raise
+        log.warning("Ray Tune ended with an error after %s", live.fault, exc_info=True)
+
+
+def _open_tracker(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data: PreparedData | None) -> SweepTracker:
+    """Mark the sweep running and open (or reopen) its parent run. An interrupt while that happens is
+    acted on once the run exists: it is closed KILLED, and the next `run` resumes the sweep."""
+    state = plan.state
+    state.status, state.starts = "running", state.starts + 1
+    state.save(plan.folder)
+    with deferred_interrupt() as heard:
+        try:
+            tracker = SweepTracker(spec, plan.sweep_id, sweep_text, state.tracking_uri, effective=state.raw,
+                                   attach=plan.resuming, class_names=data.class_names if data is not None else ())
+        except Exception as exc:
+            if not plan.resuming:  # nothing ran and nothing was recorded: no sweep for the next run to resume
+                (plan.folder / STATE_FILE).unlink(missing_ok=True)
+            raise TrackingUnusable(f"--tracking-uri: cannot record the sweep in {state.tracking_uri}: "
+                                   f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    if heard["signal"] is not None:
+        tracker.abort("KILLED")
+        state.status = "interrupted"
+        state.save(plan.folder)
+        raise KeyboardInterrupt
+    return tracker
 
 
 def _warming_the_end(on_progress: Callable[[Progress], None] | None) -> Callable[[Progress], None]:
@@ -207,7 +233,10 @@ def _close_out(live: LiveSweep, completed: bool, after_error: bool) -> None:
     tracker = live.tracker
     live.state.status = "finished" if completed else "interrupted"
     LIVE.pop(live.state.sweep_id, None)
-    live.account()
+    try:
+        live.account()
+    except OSError as exc:  # a full disk: the runs are still closed; the previous state file stays
+        log.error("could not save the sweep's state in %s: %s", live.folder, exc.strerror or exc)
     for _ in range(2):  # the writer raises a failed write once: the second pass closes what is still open
         try:
             if tracker.client.get_run(tracker.parent_id).info.status == "RUNNING":

@@ -44,6 +44,31 @@ def hold_terminate() -> None:
         signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[dict[str, Any]]:
+    """For a short step that must not be cut in half (creating the sweep's parent run): the first Ctrl-C
+    or SIGTERM is noted in the yielded dict ("signal") and acted on by the caller after the step; a second
+    one raises at once (a tracking server that does not answer must not hold the command)."""
+    heard: dict[str, Any] = {"signal": None}
+    if threading.current_thread() is not threading.main_thread():
+        yield heard
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def note(signum: int, frame: Any) -> None:
+        if heard["signal"] is not None:
+            _raise_interrupt(signum, frame)
+        heard["signal"] = INTERRUPT["signal"] = signum
+
+    for number in previous:
+        signal.signal(number, note)
+    try:
+        yield heard
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
     INTERRUPT["signal"] = signum
     raise KeyboardInterrupt
@@ -88,6 +113,13 @@ def graceful_interrupt() -> Iterator[None]:
             os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
         else:
             os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = saved
+
+
+def stop_gracefully() -> None:
+    """Stop the running sweep from inside Ray Tune's loop as a first Ctrl-C would (its state saved, the
+    open runs closed KILLED, resumable)."""
+    INTERRUPT["requested"] = True
+    os.kill(os.getpid(), signal.SIGUSR1)
 
 
 def relay_interrupt() -> None:

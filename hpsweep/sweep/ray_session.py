@@ -80,6 +80,9 @@ class RaySession:
 def _ensure_ray(verbose: bool) -> tuple[bool, str | None]:
     """Join RAY_ADDRESS's cluster or the Ray `ray start` left running here, or else start a local Ray with
     this machine's CPUs. Returns (whether this session started Ray, the address it joined)."""
+    from hpsweep.compat import import_ray_without_driver_signal_dump
+
+    import_ray_without_driver_signal_dump()
     import ray
 
     if ray.is_initialized():

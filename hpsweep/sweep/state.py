@@ -69,8 +69,12 @@ class SweepState:
         """Write atomically: a crash leaves the old file or the new one, never half of one."""
         folder.mkdir(parents=True, exist_ok=True)
         partial = folder / f".{STATE_FILE}.partial"
-        partial.write_text(json.dumps(asdict(self), indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(partial, folder / STATE_FILE)
+        try:
+            partial.write_text(json.dumps(asdict(self), indent=1, sort_keys=True), encoding="utf-8")
+            os.replace(partial, folder / STATE_FILE)
+        except OSError:  # a full disk: the previous file stays, no half-written one beside it
+            partial.unlink(missing_ok=True)
+            raise
 
     @classmethod
     def load(cls, folder: Path) -> SweepState:

@@ -316,3 +316,37 @@ def test_versions_scored_on_another_metric_are_not_ranked_against_the_alias(stor
     champion = client.get_model_version_by_alias("cross", "champion")
     assert champion.version != other.version and champion.tags[C.SWEEP_TAG].startswith("strong-")
     assert champion.tags[C.TEST_TAG].startswith("accuracy=") and champion.tags[C.TEST_MODE_TAG] == "max"
+
+
+FAULTS = {  # a table of the real store that stops accepting writes at one step of a promotion
+    "tagging the new version": "model_version_tags",
+    "moving the alias": "registered_model_aliases",
+    "recording the decision on the sweep": "tags",
+}
+
+
+@pytest.mark.parametrize("step", list(FAULTS))
+def test_a_promotion_that_fails_part_way_leaves_the_registry_as_it_was(store, run_cli, tmp_path, step):
+    """The store refuses writes after the new version is registered (SQLite triggers on the copied store:
+    the real database failing as a full disk or a lost server would). The promotion fails with one line and
+    the registry is as before: no new version, the alias on its old holder, a model made for it removed."""
+    import sqlite3
+
+    uri = _copy_store(store, tmp_path)
+    code, _, err = run_cli("promote", "weak", "--model-name", "pair", "--tracking-uri", uri)
+    assert code == 0, err  # weak holds pair@champion, so strong will be promoted over it
+    database = sqlite3.connect(tmp_path / "mlflow.db")
+    table = FAULTS[step]
+    for event in ("INSERT", "UPDATE"):
+        database.execute(f"CREATE TRIGGER refuse_{event.lower()} BEFORE {event} ON {table} "
+                         "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+    database.commit()
+    for name in ("pair", "fresh"):
+        code, out, err = run_cli("promote", "strong", "--model-name", name, "--tracking-uri", uri)
+        assert code == 1 and len(err.strip().splitlines()) == 1 and "disk is full" in err, (step, out, err)
+    client = _client(uri)
+    versions = client.search_model_versions("name='pair'")
+    assert [str(v.version) for v in versions] == ["1"]
+    assert str(client.get_model_version_by_alias("pair", "champion").version) == "1"
+    assert "fresh" not in [m.name for m in client.search_registered_models()]
+    database.close()

@@ -154,6 +154,18 @@ def test_an_unusable_tracking_uri_or_storage_is_refused_before_anything_starts(s
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "sweep0.yaml"]  # nothing written
 
 
+@pytest.mark.parametrize("value", ["lots", "-5", "nan", "inf"])
+def test_a_bad_free_space_reserve_is_refused_before_anything_starts(sweep_file, run_cli, tmp_path, monkeypatch,
+                                                                    value):
+    sweep = sweep_file()
+    monkeypatch.setenv("HPSWEEP_MIN_FREE_MB", value)
+    code, _, err = run_cli("run", str(sweep), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+                           "--storage", str(tmp_path / "results"))
+    expected = f"hpsweep: HPSWEEP_MIN_FREE_MB: expected a number of megabytes >= 0, got {value!r}"
+    assert code == 2 and err.strip() == expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep0.yaml"]
+
+
 def test_a_store_that_fails_to_open_leaves_no_sweep_to_resume(ray_session, sweep_file, run_cli, tmp_path):
     sweep = sweep_file({"train": {"epochs": 1}, "search": {"num_trials": 1}})
     (tmp_path / "broken.db").write_bytes(b"this is not an SQLite database" * 100)

@@ -170,18 +170,36 @@ def test_ctrl_c_or_sigterm_stops_cleanly_and_leaves_no_process(tmp_path, signum,
         assert len(runs) == 4 and all(r.info.status == "FINISHED" for r, _ in runs)
 
 
-@pytest.mark.parametrize("after_s", [1.5, 5.0], ids=["while-importing", "while-ray-starts"])
-def test_sigterm_during_start_up_ends_cleanly(tmp_path, after_s):
+@pytest.mark.parametrize("after_s", [0.7, 1.5, 3.0, 5.0, 8.0])
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_an_interrupt_at_any_moment_of_start_up_ends_cleanly(tmp_path, signum, code, after_s):
+    """From importing, through Ray's start and the MLflow store's creation, to the first trials: an
+    interrupt ends the command with its exit code, no traceback or crash dump, no process left behind and
+    no MLflow run left RUNNING."""
     sweep, env = _sleepy(tmp_path)
     driver = subprocess.Popen([str(Path(sys.executable).with_name("hpsweep")), "run", str(sweep)], cwd=tmp_path,
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               start_new_session=True)
     time.sleep(after_s)
-    driver.send_signal(signal.SIGTERM)
+    driver.send_signal(signum)
     output, _ = driver.communicate(timeout=120)
-    assert driver.returncode == 143, output
-    assert "Traceback" not in output and "SIGTERM received" not in output
+    assert driver.returncode == code, output
+    assert "Traceback" not in output and "SIGTERM received" not in output and "Fatal Python" not in output
     _no_process_left(driver.pid)
+    assert _running_runs(tmp_path / "mlflow.db") == 0
+    if any(tmp_path.rglob("hpsweep-sweep.json")):  # a sweep was recorded: the command says how to go on
+        assert f"`hpsweep run {sweep}` resumes" in output, output
+    else:
+        assert "nothing was started or recorded" in output and not (tmp_path / "hpsweep-results").exists(), output
+
+
+def _running_runs(database: Path) -> int:
+    import sqlite3
+
+    if not database.exists():
+        return 0
+    with sqlite3.connect(database) as db:
+        return db.execute("SELECT count(*) FROM runs WHERE status = 'RUNNING'").fetchone()[0]
 
 
 def _trial_runs_exist(database: Path) -> bool:
