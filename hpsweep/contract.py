@@ -30,6 +30,8 @@ BEST_MODEL_TAG = "hpsweep.best_model_uri"  #: on the parent: the best trial's lo
 MODEL_URI_TAG = "hpsweep.model_uri"  #: on the best trial's run: its logged model
 PROMOTION_TAG = "hpsweep.promotion"  #: prefix; `hpsweep.promotion.<alias>` on the parent run
 NOTE_TAG = "mlflow.note.content"
+#: on the experiment: MLflow 3's UI opens a "custom_model_development" experiment on its runs
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 GIT_COMMIT_TAG = "mlflow.source.git.commit"
 
 # tags on registered model versions

@@ -140,6 +140,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def chromium() -> str:
+    """Debian's Chromium for a test that renders a page; CI installs it and sets HPSWEEP_REQUIRE_CHROMIUM
+    so that its absence fails there instead of skipping."""
+    import shutil
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        if os.environ.get("HPSWEEP_REQUIRE_CHROMIUM"):
+            pytest.fail("chromium is required here (HPSWEEP_REQUIRE_CHROMIUM) but not installed")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    return browser
+
+
+HEADLESS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-quic",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
 def wait_until_up(url: str, server: subprocess.Popen, seconds: float = 120) -> None:
     """Poll a server the test started until it answers; fail if it exits or takes too long."""
     import urllib.request

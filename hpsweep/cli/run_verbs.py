@@ -23,7 +23,7 @@ from hpsweep.errors import UserError
 from hpsweep.sweep.interrupt import exit_code, terminate_as_interrupt
 from hpsweep.sweep.ray_session import RaySession
 from hpsweep.sweep.state import STATE_FILE
-from hpsweep.track.uris import check_tracking_uri
+from hpsweep.track.uris import check_tracking_uri, runs_page, ui_command
 
 
 def _budget_sets(args: argparse.Namespace) -> list[str]:
@@ -128,7 +128,9 @@ def _run_and_report(args: argparse.Namespace, spec: Any, plan: Any, sweep_text: 
     print(f"MLflow: experiment {outcome.experiment!r}, parent run {outcome.parent_run_id} ({outcome.tracking_uri})")
     if outcome.report is not None:
         print(f"report: {outcome.report} (also under report/ in the parent run's artifacts)")
-    print(f"see it: mlflow ui --backend-store-uri {outcome.tracking_uri}  (then open http://127.0.0.1:5000)")
+    page = runs_page(outcome.tracking_uri, outcome.experiment_id)
+    command = ui_command(outcome.tracking_uri)
+    print(f"see it: {command}, then open {page}" if command else f"see it: {page}")
     if outcome.interrupted:
         return EXIT_FAILURE if outcome.fault else exit_code(EXIT_INTERRUPTED)
     if total and outcome.best is None:  # every trial failed, diverged or reported nothing usable

@@ -147,6 +147,8 @@ def _decide(challenger: Candidate, champion: Candidate | None, metric: str, mode
         return False, f"held: the challenger's test {metric} is not a finite number"
     if champion is None:
         return True, "promoted: there is no champion yet"
+    if champion.run_id and champion.run_id == challenger.run_id:
+        return False, f"held: this sweep's best trial is already the champion (version {champion.version})"
     held = champion.test[metric]
     gain = score - held if mode == "max" else held - score
     if gain > 0 and gain >= margin:

@@ -102,6 +102,13 @@ def _tag_version(client: Any, decision: Decision, best: Any, fingerprint: str, v
     }
     for key, value in tags.items():
         client.set_model_version_tag(decision.model_name, decision.version, key, value)
+    client.update_model_version(decision.model_name, decision.version, description=(
+        f"Best trial ({best.info.run_name}) of sweep {decision.sweep_id}, promoted to @{decision.alias}: test "
+        f"{decision.metric} {test[decision.metric]:.4g} on the held-out split. {decision.reason}."))
+    if not (client.get_registered_model(decision.model_name).description or ""):  # a user's text stays
+        client.update_registered_model(decision.model_name, description=(
+            f"Models promoted by hpsweep: each version is the best trial of a sweep, scored on its data's "
+            f"held-out test split ({decision.metric}); @{decision.alias} is the best promoted so far."))
 
 
 def _settle_alias(client: Any, decision: Decision, fingerprint: str, rounds: int = 3) -> None:

@@ -33,6 +33,7 @@ from hpsweep.sweep.tuner import make_tuner
 from hpsweep.sweep.workers import check_fits, cluster_nodes
 from hpsweep.track.records import TrialRecord
 from hpsweep.track.tracker import SweepTracker
+from hpsweep.track.uris import runs_page, ui_command
 from hpsweep.train.checkpoint import remove_orphaned_staging
 from hpsweep.train.data.base import PreparedData
 from hpsweep.train.trainable import load_trainable
@@ -56,6 +57,7 @@ class SweepOutcome:
     results: Path | None = None  #: the sweep's folder of Ray Tune state and checkpoints
     report: Path | None = None  #: the sweep report's HTML page, when the sweep ended and it was written
     fault: str | None = None  #: why the sweep stopped itself before its end (a full disk)
+    experiment_id: str = ""
 
 
 def run_sweep(spec: SweepSpec, plan: SweepPlan, sweep_text: str, *,
@@ -127,6 +129,8 @@ def _run(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data: PreparedData |
     failed = 0
     with closing_out(live) as outcome:
         say(f"MLflow: experiment {spec.experiment_name!r}, parent run {tracker.parent_id}; starting the first trials")
+        say(f"MLflow UI: {runs_page(tracker.uri, tracker.experiment_id)}"
+            + (f"  (serve it with: {command})" if (command := ui_command(tracker.uri)) else ""))
         with graceful_interrupt():
             _fit(make_tuner(spec, shared, pretrained, plan, own_ray=session.started), live)
         for record in tracker.trials.values():  # Ray's final state is saved: only the best and latest stay
@@ -147,7 +151,8 @@ def _run(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data: PreparedData |
     best_params = tracker.client.get_run(best[1].run_id).data.params if best else {}
     return SweepOutcome(plan.sweep_id, spec.experiment_name, tracker.parent_id, tracker.uri, tracker.metric,
                         tracker.trials, failed, best, best_params, interrupted=not completed, results=plan.folder,
-                        report=_report(tracker, plan) if completed else None, fault=live.fault)
+                        report=_report(tracker, plan) if completed else None, fault=live.fault,
+                        experiment_id=tracker.experiment_id)
 
 
 def _fit(tuner: Any, live: LiveSweep) -> None:

@@ -58,6 +58,8 @@ class SweepTracker(Resuming):
         experiment = self.client.get_experiment_by_name(spec.experiment_name)
         self.experiment_id = (experiment.experiment_id if experiment is not None
                               else self.client.create_experiment(spec.experiment_name))
+        if experiment is None or C.EXPERIMENT_KIND_TAG not in (experiment.tags or {}):  # a user's choice stays
+            self.client.set_experiment_tag(self.experiment_id, C.EXPERIMENT_KIND_TAG, C.EXPERIMENT_KIND)
         self.metric, self.mode = spec.train.metrics()[0], spec.train.modes()[0]
         self.trials: dict[str, TrialRecord] = {}
         self.class_names = class_names

@@ -32,3 +32,19 @@ def check_tracking_uri(explicit: str | None) -> None:
 def _check_folder(folder: Path, given: str, uri: str) -> None:
     if (blocked := unwritable(folder)) is not None:
         raise UserError(f"{given}: cannot create the SQLite database of {uri}: {blocked} is not a writable folder")
+
+
+LOCAL_UI = "http://127.0.0.1:5000"  #: where `mlflow ui` serves by default
+
+
+def runs_page(uri: str, experiment_id: str) -> str:
+    """The MLflow UI's page of an experiment's runs, in its machine-learning view (MLflow 3 opens an
+    experiment it takes for GenAI on an overview of traces). A tracking server serves its own UI; any
+    other store is seen through `mlflow ui` on its default address."""
+    base = uri.rstrip("/") if urlparse(uri).scheme in ("http", "https") else LOCAL_UI
+    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+def ui_command(uri: str) -> str | None:
+    """The command that serves the MLflow UI for a store that is not a server already, else None."""
+    return None if urlparse(uri).scheme in ("http", "https") else f"mlflow ui --backend-store-uri {uri}"

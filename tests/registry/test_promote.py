@@ -72,6 +72,9 @@ def test_better_challenger_takes_the_alias_and_is_tagged(store, run_cli):
     assert float(tags["hpsweep.test_metric"].split("=")[1]) > 0.85
     assert "hpsweep.val_accuracy" in tags and tags["hpsweep.previous_champion"] == "none"
     assert len(tags["hpsweep.data_fingerprint"]) == 16
+    assert version.description.startswith("Best trial (trial-") and tags["hpsweep.sweep_id"] in version.description
+    assert "test accuracy" in version.description
+    assert "held-out test split (accuracy)" in client.get_registered_model("digits").description
 
 
 def test_weaker_or_equal_challengers_do_not_move_it(store, run_cli):
@@ -84,7 +87,7 @@ def test_weaker_or_equal_challengers_do_not_move_it(store, run_cli):
     assert code == 0, err
     assert "held: test accuracy" in out and f"stays on version {before}" in out
     code, out, _ = _promote(run_cli, store, "strong")
-    assert code == 0 and "held" in out  # equal is not better
+    assert code == 0 and f"held: this sweep's best trial is already the champion (version {before})" in out
     assert client.get_model_version_by_alias("digits", "champion").version == before
     assert len(client.search_model_versions("name='digits'")) == count
     weak_parent = client.search_runs([client.get_experiment_by_name("weak").experiment_id],

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import BASE, merged
+from conftest import BASE, HEADLESS, chromium, merged
 
 pytestmark = pytest.mark.slow
 
@@ -228,19 +228,14 @@ def test_edge_warnings_on_continuous_ranges():
 
 
 def test_the_report_html_renders_with_every_image_in_headless_chromium(sweeps, tmp_path):
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        if os.environ.get("HPSWEEP_REQUIRE_CHROMIUM"):
-            pytest.fail("chromium is required here (HPSWEEP_REQUIRE_CHROMIUM) but not installed")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    browser = chromium()
     page = (_report_folder(sweeps["searched"]["out"]) / "report.html").read_text(encoding="utf-8")
     probe = ("<script>window.addEventListener('load', () => { const images = [...document.images];"
              " document.title = 'images ' + images.length + ' loaded ' +"
              " images.filter(i => i.complete && i.naturalWidth > 0).length; });</script></body>")
     copy = tmp_path / "report.html"
     copy.write_text(page.replace("</body>", probe), encoding="utf-8")
-    done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000",
+    done = subprocess.run([browser, *HEADLESS, f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000",
                            "--dump-dom", copy.as_uri()], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     match = re.search(r"<title>images (\d+) loaded (\d+)</title>", done.stdout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import SWEEPS, text_sweep
+from conftest import HEADLESS, SWEEPS, chromium, free_port, text_sweep, wait_until_up
 
 pytestmark = pytest.mark.slow
 
@@ -91,6 +92,34 @@ def test_one_parent_and_a_nested_finished_run_per_trial(smoke):
     sweep_files = {a.path for a in client.list_artifacts(parent.info.run_id, "sweep")}
     assert sweep_files == {"sweep/sweep.yaml", "sweep/effective.yaml", "sweep/resolved.json", "sweep/versions.json"}
     assert "MLflow: experiment 'smoke'" in out and "mlflow ui --backend-store-uri" in out
+
+
+def test_the_printed_link_opens_the_sweeps_runs_in_the_mlflow_ui(smoke, tmp_path):
+    """MLflow 3's UI opens an experiment on a GenAI overview of traces; the link `run` prints leads to the
+    runs table in the model-training view, seen in a real browser against `mlflow ui`."""
+    from mlflow import MlflowClient
+
+    folder, code, out, _ = smoke
+    assert code == 0
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    experiment = MlflowClient(uri).get_experiment_by_name("smoke")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    page = f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning"
+    assert f"MLflow UI: {page}" in out and f"see it: mlflow ui --backend-store-uri {uri}, then open {page}" in out
+    port = free_port()
+    server = subprocess.Popen([str(Path(sys.executable).with_name("mlflow")), "ui", "--backend-store-uri", uri,
+                               "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/health", server)
+        shown = subprocess.run([chromium(), *HEADLESS, f"--user-data-dir={tmp_path / 'profile'}",
+                                "--virtual-time-budget=30000", "--window-size=1400,900", "--dump-dom",
+                                page.replace(":5000/", f":{port}/")], capture_output=True, text=True, timeout=180)
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+    parent = next(line.split()[2] for line in out.splitlines() if line.startswith("starting sweep"))
+    assert parent.rstrip(":") in shown.stdout and "matching runs" in shown.stdout, shown.stdout[-3000:]
 
 
 def test_every_reported_epoch_reaches_mlflow_once(smoke):
