@@ -36,9 +36,13 @@ def model_logger(spec: SweepSpec, data: PreparedData) -> Callable[[str, TrialRec
         net.load_state_dict(state["model"])
         description = describe(architecture(spec, params), list(spec.model.hidden_sizes), net, data.preprocessing,
                                 data.input_shape, data.num_outputs)
-        experiment_id = mlflow.MlflowClient(uri).get_run(record.run_id).info.experiment_id
-        with _active_experiment(experiment_id), mlflow.start_run(run_id=record.run_id):
-            return log_model(net.eval(), description, example=_input_example(spec, data)).model_uri
+        client = mlflow.MlflowClient(uri)
+        ended = client.get_run(record.run_id).info
+        with _active_experiment(ended.experiment_id), mlflow.start_run(run_id=record.run_id):
+            model_uri = log_model(net.eval(), description, example=_input_example(spec, data)).model_uri
+        # reopening the run to log the model moved its end to now: the trial's duration is its training's
+        client.set_terminated(record.run_id, ended.status, end_time=ended.end_time)
+        return model_uri
 
     return log_best
 

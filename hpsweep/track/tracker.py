@@ -88,8 +88,10 @@ class SweepTracker(Resuming):
         search = self.spec.search
         if params:
             self.client.log_batch(self.parent_id, params=as_params({
-                "trainable": self.spec.trainable, "algorithm": search.algorithm, "num_trials": self.spec.num_trials,
-                "scheduler": search.scheduler.name, "metric": self.metric, "mode": self.mode,
+                # search.*: the trials' own `scheduler` column is their LR schedule, one name one meaning
+                "trainable": self.spec.trainable, "search.algorithm": search.algorithm,
+                "num_trials": self.spec.num_trials, "search.scheduler": search.scheduler.name,
+                "metric": self.metric, "mode": self.mode,
                 "epochs": self.spec.train.epochs, "data.source": self.spec.data.source,
             } | ({} if self.spec.startup_trials is None else {"startup_trials": self.spec.startup_trials})))
         else:

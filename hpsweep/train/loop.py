@@ -106,7 +106,9 @@ class _Run:
                 on_epoch(report)
                 break
             values = {"train_loss": train_loss, **values, "epoch_time_s": time.perf_counter() - started,
-                      "lr": self.optimizer.param_groups[0]["lr"], "frozen": float(frozen), "epoch": float(self.epoch)}
+                      "lr": self.optimizer.param_groups[0]["lr"], "epoch": float(self.epoch)}
+            if self.params.freeze_epochs:  # a flat 0 for trials that freeze nothing is noise in MLflow's charts
+                values["frozen"] = float(frozen)
             self.schedule.after_epoch(values[self.settings.metric])
             is_best = self.settings.better(values[self.settings.metric], self.best_value)
             if is_best:

@@ -40,6 +40,7 @@ def test_loss_falls_and_accuracy_rises(tmp_path, digits):
     assert reports[-1].metrics["val_accuracy"] > 0.9
     assert result.status == "completed" and result.epochs_run == 4
     assert set(reports[0].metrics) >= {"val_loss", "val_accuracy", "val_f1", "val_precision", "val_recall"}
+    assert "frozen" not in reports[0].metrics  # nothing frozen: no flat line of zeros in MLflow's charts
 
 
 @pytest.mark.slow
