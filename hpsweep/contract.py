@@ -90,6 +90,27 @@ class StopReason(StrEnum):
     LOST = "lost"  #: started after Ray last saved the sweep, before its driver died; it runs again
 
 
+#: how each ending reads to a person, at the epoch it happened
+_ENDINGS = {
+    StopReason.COMPLETED: "finished, {epoch} epochs", StopReason.EARLY_STOPPED: "early-stopped at epoch {epoch}",
+    StopReason.SCHEDULER: "pruned ({scheduler}, epoch {epoch})", StopReason.TIME_BUDGET: "time budget, epoch {epoch}",
+    StopReason.DIVERGED: "diverged at epoch {epoch}", StopReason.ERROR: "failed at epoch {epoch}",
+    StopReason.OOM: "out of memory, epoch {epoch}", StopReason.INTERRUPTED: "interrupted at epoch {epoch}",
+    StopReason.LOST: "lost (runs again)",
+}
+
+
+def state_words(stop: str | None, epoch: int, scheduler: str = "") -> str:
+    """A trial's state as the terminal, `status` and the report word it: `running, epoch 3`,
+    `pruned (asha, epoch 2)`, `finished, 10 epochs`."""
+    if not stop or stop == "running":
+        return f"running, epoch {epoch}"
+    template = _ENDINGS.get(stop)  # type: ignore[call-overload]
+    if template is None:
+        return f"{stop}, epoch {epoch}"
+    return template.format(epoch=epoch, scheduler=scheduler or "scheduler")
+
+
 #: stop reasons of trials that never count as a result, whatever they reached
 FAILED_REASONS = frozenset({StopReason.DIVERGED, StopReason.ERROR, StopReason.OOM})
 

@@ -83,7 +83,7 @@ def _size(nbytes: int) -> str:
 
 def register(verbs: Any) -> None:
     data = verbs.add_parser("data", help="write bundled datasets as files; list or clear decoded-image caches")
-    data = data.add_subparsers(dest="data_verb", required=True, metavar="VERB")
+    data = data.add_subparsers(dest="data_verb", required=True, metavar="VERB", help="what to do with data")
     p = data.add_parser("export-digits", help="scikit-learn's digits as image files")
     p.add_argument("folder", metavar="DIR", help="the folder to write")
     p.add_argument("--layout", choices=["folders", "csv", "filename"], default="folders",
@@ -96,7 +96,7 @@ def register(verbs: Any) -> None:
                             "data-cache/ in the results storage)")
     cache.set_defaults(func=cmd_cache_list)
     storage_option(cache)
-    what = cache.add_subparsers(dest="cache_verb", metavar="VERB")
+    what = cache.add_subparsers(dest="cache_verb", metavar="VERB", help="list or clear the caches")
     p = what.add_parser("list", help="every cache with its size, images and source (the default)")
     storage_option(p)
     p.set_defaults(func=cmd_cache_list)

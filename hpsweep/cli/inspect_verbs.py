@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 from typing import Any
 
-from hpsweep.cli.common import EXIT_OK, tracking_uri_option
+from hpsweep.cli.common import EXIT_OK, storage_option, tracking_uri_option
+from hpsweep.contract import FAILED_REASONS, StopReason, state_words
 from hpsweep.errors import UserError
 
 SWEEP_HELP = "a sweep's name, its YAML file, or its parent run ID"
@@ -16,20 +18,74 @@ SWEEP_HELP = "a sweep's name, its YAML file, or its parent run ID"
 def cmd_status(args: argparse.Namespace) -> int:
     from hpsweep.track.queries import sweep_status
 
-    if args.address is not None or args.name is None:
+    if args.address is not None:
         return _jobs_status(args)
+    if args.name is None:  # no sweep named: the sweeps this store holds
+        return cmd_list(args)
     name = args.name
     if name.endswith((".yaml", ".yml")):
         from hpsweep.spec.sweep_spec import load_spec
 
         name = load_spec(name).experiment_name
     status = sweep_status(name, args.tracking_uri)
-    print(f"sweep {status.sweep_id} ({status.status}), parent run {status.parent_run_id}")
-    print(f"{'trial':<10} {'status':<9} {'stopped by':<13} {'epochs':>6}  {'best ' + status.metric:>18}  params")
-    for row in status.trials:
-        best = f"{row.best:.4g}" if row.best is not None else "-"
-        params = "  ".join(f"{k}={v}" for k, v in row.params.items())
-        print(f"{row.name:<10} {row.status:<9} {row.stop_reason:<13} {row.epochs:>6}  {best:>18}  {params}")
+    for line in status_lines(status):
+        print(line)
+    return EXIT_OK
+
+
+#: status lines stay within this many columns (a terminal's default width with room to spare)
+STATUS_WIDTH = 100
+_ENDED = {"RUNNING": "running", "KILLED": StopReason.INTERRUPTED, "FAILED": StopReason.ERROR}
+
+
+def status_lines(status: Any) -> list[str]:
+    """The sweep's trials, best first (the best marked *), in the live display's words and rounding."""
+    ranked = sorted(status.trials, key=lambda r: _rank(r, status.mode))
+    best = ranked[0] if ranked and ranked[0].best is not None and math.isfinite(ranked[0].best) else None
+    lines = [f"sweep {status.sweep_id} ({status.status.lower()}), {len(ranked)} trials, parent run "
+             f"{status.parent_run_id}",
+             f"  {'trial':<10} {'state':<28} {'best ' + status.metric:>18}  params"]
+    for row in ranked:
+        value = f"{row.best:.4g}" if row.best is not None else "-"
+        stop = row.stop_reason or _ENDED.get(row.status, StopReason.COMPLETED)
+        state = state_words(stop, row.epochs, status.scheduler)
+        params = "  ".join(f"{k}={_short(v)}" for k, v in row.params.items())
+        line = f"{'*' if row is best else ' '} {row.name:<10} {state:<28} {value:>18}  {params}"
+        lines.append(line if len(line) <= STATUS_WIDTH else line[:STATUS_WIDTH - 1] + "…")
+    return lines
+
+
+def _rank(row: Any, mode: str) -> tuple[int, float, str]:
+    usable = row.best is not None and math.isfinite(row.best) and row.stop_reason not in FAILED_REASONS
+    return (0 if usable else 1, (-row.best if mode == "max" else row.best) if usable else 0.0, row.name)
+
+
+def _short(value: str) -> str:
+    """A logged parameter as the live display rounds it: floats to 4 significant digits."""
+    if value.lstrip("-").isdigit():
+        return value
+    try:
+        return f"{float(value):.4g}"
+    except ValueError:
+        return value
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """The sweeps recorded in the tracking store, newest first."""
+    from hpsweep.track.queries import recorded_sweeps
+    from hpsweep.track.writer import tracking_uri
+
+    uri = tracking_uri(args.tracking_uri)
+    sweeps = recorded_sweeps(uri)
+    if not sweeps:
+        print(f"no sweeps recorded in {uri} (`hpsweep run SWEEP.yaml` records one there)")
+        return EXIT_OK
+    print(f"{len(sweeps)} sweep{'s' if len(sweeps) != 1 else ''} in {uri}, newest first:")
+    print(f"  {'sweep':<36} {'state':<9} {'trials':>9}  {'best':<24} started")
+    for sweep in sweeps:
+        best = f"{sweep.metric} {sweep.best:.4g}" if sweep.best is not None else "-"
+        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(sweep.started))
+        print(f"  {sweep.sweep_id:<36} {sweep.state:<9} {f'{sweep.trials}/{sweep.budget}':>9}  {best:<24} {started}")
     return EXIT_OK
 
 
@@ -61,7 +117,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     with quiet(args.verbose):  # MLflow draws a progress bar for every artifact it downloads
         report = write_report(args.sweep, Path(args.out) if args.out else None, args.tracking_uri,
-                              log_to_mlflow=not args.no_log)
+                              log_to_mlflow=not args.no_log, storage=args.storage)
     best = report.best
     print(f"sweep {report.sweep_id}: {len(report.trials)} trials"
           + (f", best {best.name} with {report.metric} {best.best:.4g}" if best is not None else ", no result"))
@@ -93,9 +149,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print()
     if not found.space and not found.settings:
         print("the two sweeps search the same space with the same settings")
-    for title, diffs in (("search space", found.space), ("settings", found.settings)):
+    for title, diffs in (("search space differs", found.space), ("settings differ", found.settings)):
         if diffs:
-            print(f"{title} differs:")
+            print(f"{title}:")
             for name, left, right in diffs:
                 print(f"  {name}: A {left}  |  B {right}")
     return EXIT_OK
@@ -104,15 +160,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def register(verbs: Any) -> None:
     p = verbs.add_parser("status", help="the trials of the latest run of a sweep (MLflow), or the sweeps submitted "
                                         "to a cluster (--address)")
-    p.add_argument("name", metavar="NAME", nargs="?", help="the sweep's name (its MLflow experiment), or its YAML file")
+    p.add_argument("name", metavar="SWEEP", nargs="?", help=SWEEP_HELP + "; without it, the sweeps the store holds")
     tracking_uri_option(p)
     p.add_argument("--address", help="list the sweeps submitted to this cluster (its dashboard URL)")
     p.set_defaults(func=cmd_status)
 
+    p = verbs.add_parser("list", help="the sweeps recorded in the tracking store, newest first: state, trials, "
+                                      "best value")
+    tracking_uri_option(p)
+    p.set_defaults(func=cmd_list)
+
     p = verbs.add_parser("report", help="the sweep report: leaderboard, curves, importances, range warnings, "
                          "best.yaml and one HTML page; logged to the sweep's parent run")
     p.add_argument("sweep", metavar="SWEEP", help=SWEEP_HELP)
-    p.add_argument("--out", metavar="DIR", help="where to write it (default: hpsweep-reports/<sweep id>)")
+    p.add_argument("--out", metavar="DIR", help="where to write it (default: report/ in the sweep's results "
+                                                "folder, where `run` writes it)")
+    storage_option(p)
     p.add_argument("--no-log", action="store_true", help="write the files only; log nothing to MLflow")
     tracking_uri_option(p)
     p.set_defaults(func=cmd_report)

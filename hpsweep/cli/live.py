@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from hpsweep.contract import FAILED_REASONS, StopReason, trial_run_name
+from hpsweep.contract import FAILED_REASONS, StopReason, state_words, trial_run_name
 
 #: sweeps of up to this many trials get a plain line per finished trial; larger ones a count every 5%
 PLAIN_LINE_PER_TRIAL = 100
@@ -46,6 +46,8 @@ class LiveView:
     drawn: int = 0  #: lines of the block on screen
     drawn_at: float = 0.0
     reported: int = 0  #: finished trials already counted in a plain line
+    scheduler: str = ""  #: the trial scheduler's name, for the trials it pruned
+    began: float = field(default_factory=time.monotonic)
 
     def update(self, event: Any) -> None:
         trial = self.trials.setdefault(event.trial, _Trial(event.trial, dict(event.params)))
@@ -98,13 +100,21 @@ class LiveView:
         best = self.best()
         if best and with_best:
             text += f"; best {self.metric} {best[0].value:.4g} ({trial_run_name(best[0].number)})"
+        return text + self._timing()
+
+    def _timing(self) -> str:
+        """`; 1m05s elapsed, about 3m left`: the time left from the pace of the trials finished so far."""
+        elapsed, done = time.monotonic() - self.began, self._finished()
+        text = f"; {_duration(elapsed)} elapsed"
+        if 0 < done < self.total:
+            text += f", about {_duration(elapsed * (self.total - done) / done)} left"
         return text
 
     def _row(self, trial: _Trial) -> str:
         value = f"{trial.value:.4g}" if trial.value is not None else "-"
-        state = f"epoch {trial.epoch}" if trial.state == "running" else f"{trial.state}, {trial.epoch} epochs"
+        state = state_words(trial.state, trial.epoch, self.scheduler)
         params = "  ".join(f"{k}={f'{v:.4g}' if isinstance(v, float) else v}" for k, v in trial.params.items())
-        return f"  {trial_run_name(trial.number)}  {state:<22} {value:>10}  {params}"
+        return f"  {trial_run_name(trial.number)}  {state:<26} {value:>10}  {params}"
 
     def block(self, height: int) -> list[str]:
         """The view in at most `height` lines: the counts, the running trials that fit, the best few."""
@@ -156,3 +166,12 @@ class LiveView:
     def _write_line(self, line: str) -> None:
         self.stream.write(line + "\n")
         self.stream.flush()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

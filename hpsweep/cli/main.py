@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from hpsweep import __version__
 from hpsweep.cli import data_verbs, inspect_verbs, registry_verbs, run_verbs, spec_verbs, train_verb
 from hpsweep.cli.common import EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, EXIT_FAILURE, EXIT_INTERRUPTED
+from hpsweep.cli.help_text import finish_verbs
 from hpsweep.errors import UserError
 
 VERB_GROUPS = (spec_verbs, train_verb, run_verbs, inspect_verbs, registry_verbs, data_verbs)
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for group in VERB_GROUPS:
         group.register(verbs)
+    finish_verbs(verbs)
     return parser
 
 

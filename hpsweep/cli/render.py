@@ -38,7 +38,10 @@ def number(text: str) -> Any:
 
 
 def short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    """A value for a person: floats to 4 significant digits, lists and the like as YAML (`[64, 32]`)."""
+    from hpsweep.spec.yamlio import as_yaml
+
+    return value if isinstance(value, str) else as_yaml(value)
 
 
 def comparison_rows(found: Any) -> list[tuple[str, str, str]]:

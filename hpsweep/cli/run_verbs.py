@@ -100,7 +100,8 @@ def _run_and_report(args: argparse.Namespace, spec: Any, plan: Any, sweep_text: 
     try:
         from hpsweep.sweep.driver import run_sweep
 
-        table = LiveView(spec.train.metrics()[0], spec.train.modes()[0], spec.num_trials, sys.stdout.isatty())
+        table = LiveView(spec.train.metrics()[0], spec.train.modes()[0], spec.num_trials, sys.stdout.isatty(),
+                         scheduler=spec.search.scheduler.name)
         try:
             outcome = run_sweep(spec, plan, sweep_text, on_progress=table.update, verbose=args.verbose,
                                 session=session, on_status=table.note)

@@ -48,6 +48,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_space(args: argparse.Namespace) -> int:
     from hpsweep.search.samplers import first_configs
     from hpsweep.spec.dimensions import SpaceLayout
+    from hpsweep.spec.yamlio import as_yaml
 
     spec, _ = load_with_sets(args.file, args.set)
     space = SpaceLayout.of(spec)
@@ -57,7 +58,9 @@ def cmd_space(args: argparse.Namespace) -> int:
         print(f"  {dim.name:<34} {dim.describe()}")
     print("fixed:")
     for name, value in space.fixed().items():
-        print(f"  {name:<34} {value}")
+        print(f"  {name:<34} {as_yaml(value)}")
+    for name, (value, when) in space.option_constants().items():
+        print(f"  {name:<34} {as_yaml(value)}   (when {when})")
     size = space.grid_size()
     print(f"distinct configurations: {size if size is not None else 'unbounded (continuous ranges)'}")
     if args.samples:

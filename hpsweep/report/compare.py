@@ -7,8 +7,8 @@ from typing import Any
 
 from hpsweep.report.analysis import build_report
 from hpsweep.report.gather import SweepReport
-from hpsweep.report.html import value_text
 from hpsweep.search.space import SearchSpace
+from hpsweep.spec.yamlio import as_yaml
 
 
 @dataclass(frozen=True)
@@ -22,18 +22,28 @@ class Comparison:
 def _space_terms(spec: Any) -> dict[str, str]:
     space = SearchSpace.of(spec)
     terms = {d.name: d.describe() for d in space.dimensions()}
-    terms.update({k: f"fixed {value_text(v)}" for k, v in space.fixed().items() if k not in terms})
+    terms.update({k: f"fixed {as_yaml(v)}" for k, v in space.fixed().items() if k not in terms})
+    terms.update({k: f"fixed {as_yaml(v)}   (when {when})" for k, (v, when) in space.option_constants().items()})
     return terms
 
 
+#: what names a sweep rather than how it searches: never listed as a difference
+_NAMING = frozenset({"name", "description", "space", "tracking"})
+
+
 def _settings(spec: Any) -> dict[str, str]:
-    search = spec.search
-    return {"trainable": spec.trainable, "data.source": spec.data.source, "model": str(spec.model.names()),
-            "train.epochs": str(spec.train.epochs), "train.metric": ",".join(spec.train.metrics()),
-            "search.algorithm": search.algorithm, "search.num_trials": str(spec.num_trials),
-            "search.startup_trials": str(spec.startup_trials or "-"),
-            "search.scheduler": search.scheduler.name,
-            "resources": f"cpu {spec.resources.cpu:g}, gpu {spec.resources.gpu:g}"}
+    """Every setting of the resolved sweep (defaults filled in) by its sweep-file path: `data.image_size`."""
+    flat: dict[str, str] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict) and value:
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), inner)
+        else:
+            flat[prefix] = as_yaml(value)
+
+    walk("", {k: v for k, v in spec.model_dump(mode="json", by_alias=True).items() if k not in _NAMING})
+    return flat
 
 
 def compare_sweeps(ref_a: str, ref_b: str, uri: str | None = None) -> Comparison:

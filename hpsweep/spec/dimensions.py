@@ -93,6 +93,13 @@ class SpaceLayout:
                 out.update({f"{kind}.{option}.{n}": p for n, p in params.items() if not is_searched(p)})
         return out
 
+    def option_constants(self) -> dict[str, tuple[Any, str]]:
+        """The fixed parameters of the options of searched branches (`optimizer.sgd.nesterov`), each with
+        the condition it applies under (`optimizer = sgd`)."""
+        return {f"{kind}.{option}.{n}": (p, f"{kind} = {option}")
+                for kind, options in self.branches.items() if kind in self.searched_branches
+                for option, params in options.items() for n, p in params.items() if not is_searched(p)}
+
     def continuous(self) -> list[Dimension]:
         """Searched dimensions with infinitely many values (grid search cannot take them)."""
         return [d for d in self.dimensions() if param_values(d.param) is None]

@@ -162,3 +162,10 @@ def parse_yaml(text: str, source: str) -> dict[str, Any]:
         kind = type(data).__name__
         raise SpecError(source, [Problem("", f"a sweep file is a YAML mapping of sections, got a {kind}")])
     return data
+
+
+def as_yaml(value: Any) -> str:
+    """A value as the sweep file would write it: `[64, 32]`, `null`, `0.001` (not Python's reprs)."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()

@@ -113,18 +113,23 @@ def find_sweep(client: Any, ref: str) -> RecordedSweep:
 
     from hpsweep.spec.sweep_spec import load_spec, validate_data
 
-    if re.fullmatch(r"[0-9a-f]{32}", ref):
-        try:
-            parent = client.get_run(ref)
-        except Exception:
-            raise UnknownSweep(f"no run {ref} in {client.tracking_uri}") from None
-    else:
-        parent = latest_parent(client, load_spec(ref).experiment_name if ref.endswith((".yaml", ".yml")) else ref)
-    if not is_parent(parent):
-        raise UnknownSweep(f"run {parent.info.run_id} is not an hpsweep sweep's parent run")
+    parent = _parent(client, load_spec(ref).experiment_name if ref.endswith((".yaml", ".yml")) else ref)
     raw = yaml.safe_load(read_artifact_text(client, parent.info.run_id, C.EFFECTIVE_SWEEP))
     base_dir = Path(parent.data.tags.get(C.BASE_DIR_TAG, "."))
     return RecordedSweep(parent, validate_data(raw, parent.data.tags.get(C.SOURCE_TAG, "<sweep>"), base_dir), raw)
+
+
+def _parent(client: Any, ref: str) -> Any:
+    """The parent run named by its ID, or the latest of the sweep (experiment) named `ref`."""
+    if not re.fullmatch(r"[0-9a-f]{32}", ref):
+        return latest_parent(client, ref)
+    try:
+        parent = client.get_run(ref)
+    except Exception:
+        raise UnknownSweep(f"no run {ref} in {client.tracking_uri}") from None
+    if not is_parent(parent):
+        raise UnknownSweep(f"run {parent.info.run_id} is not an hpsweep sweep's parent run")
+    return parent
 
 
 @dataclass(frozen=True)
@@ -146,19 +151,25 @@ class SweepStatus:
     status: str
     metric: str
     trials: list[TrialRow]
+    mode: str = "max"
+    scheduler: str = ""  #: the trial scheduler (asha, median, ...), which prunes trials
 
 
 def sweep_status(name: str, uri: str | None = None) -> SweepStatus:
-    """The latest sweep recorded in experiment `name` (a sweep's name, or its tracking.experiment)."""
+    """The latest sweep recorded in experiment `name` (a sweep's name, or its tracking.experiment), or
+    the sweep whose parent run has that ID."""
     from mlflow import MlflowClient
 
     from hpsweep.track.writer import tracking_uri
 
     client = MlflowClient(tracking_uri(uri))
-    parent = latest_parent(client, name)
+    parent = _parent(client, name)
     metric = parent.data.params.get("metric", "")
     rows = [_row(run, metric) for run in trial_runs(client, parent)]
-    return SweepStatus(parent.data.tags[C.SWEEP_TAG], name, parent.info.run_id, parent.info.status, metric, rows)
+    params = parent.data.params
+    return SweepStatus(parent.data.tags[C.SWEEP_TAG], name, parent.info.run_id, parent.info.status, metric, rows,
+                       mode=params.get("mode", "max"),
+                       scheduler=params.get("search.scheduler") or params.get("scheduler", ""))  # older sweeps
 
 
 def _row(run: Any, metric: str) -> TrialRow:
@@ -181,3 +192,45 @@ def close_sweep_runs(uri: str, sweep_id: str, status: str, reason: str) -> int:
         client.set_tag(run.info.run_id, C.STOP_TAG, reason)
         client.set_terminated(run.info.run_id, status)
     return len(runs)
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    """One sweep recorded in a tracking store, as `hpsweep list` shows it."""
+
+    sweep_id: str
+    experiment: str
+    state: str  #: the parent run's status, lower case
+    trials: int  #: trial runs recorded
+    budget: int  #: trials the sweep asked for (a resume may have changed it)
+    metric: str
+    best: float | None
+    started: float  #: seconds since the epoch
+
+
+def recorded_sweeps(uri: str | None = None) -> list[SweepSummary]:
+    """Every sweep in the store, newest first: one search for all parent runs and one for all trials."""
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+
+    from hpsweep.track.writer import tracking_uri
+
+    client = MlflowClient(tracking_uri(uri))
+    experiments = {e.experiment_id: e.name for page in _every_page(lambda token: client.search_experiments(
+        view_type=ViewType.ACTIVE_ONLY, max_results=PAGE_SIZE, page_token=token)) for e in page}
+    if not experiments:
+        return []
+    parents = search_all(client, list(experiments), f"tags.`{C.ROLE_TAG}` = '{C.SWEEP_ROLE}'")
+    counts: dict[str, int] = {}
+    for run in search_all(client, list(experiments), f"tags.`{C.PARENT_TAG}` != ''"):
+        sweep = run.data.tags.get(C.SWEEP_TAG)
+        counts[sweep] = counts.get(sweep, 0) + 1
+    summaries = []
+    for parent in parents:
+        sweep, params = parent.data.tags[C.SWEEP_TAG], parent.data.params
+        metric = params.get("metric", "")
+        budget = parent.data.tags.get(C.NUM_TRIALS_TAG) or params.get("num_trials") or "0"
+        summaries.append(SweepSummary(sweep, experiments.get(parent.info.experiment_id, ""),
+                                      parent.info.status.lower(), counts.get(sweep, 0), int(budget), metric,
+                                      parent.data.metrics.get(C.best_metric(metric)), parent.info.start_time / 1000))
+    return sorted(summaries, key=lambda s: s.started, reverse=True)

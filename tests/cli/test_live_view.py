@@ -51,7 +51,7 @@ def _screen_through_a_pty(rows: int, columns: int, trials: int, at_once: int) ->
     reader.start()
     with os.fdopen(slave, "w", encoding="utf-8") as stream:
         stream.write("starting sweep big: 1000 trials\n")
-        view = LiveView("val_accuracy", "max", trials, live=True, stream=stream)
+        view = LiveView("val_accuracy", "max", trials, live=True, stream=stream, scheduler="asha")
         for event in _events(trials, at_once):
             view.update(event)
         view.close()
@@ -70,11 +70,12 @@ def test_a_thousand_trials_redraw_in_place_in_a_small_terminal():
     every = [line for line in history + shown if line]
     assert every[0] == "starting sweep big: 1000 trials"
     summaries = [line for line in every if line.startswith("trials ")]
-    assert summaries == ["trials 1000/1000 done, 0 running, 333 pruned, 0 failed"]
+    assert [line.split(";")[0] for line in summaries] == ["trials 1000/1000 done, 0 running, 333 pruned, 0 failed"]
     rows = [line for line in every if line.startswith("  trial-")]
     assert len(rows) == len(set(rows)) <= 14  # no row left behind, the block within the terminal's height
     assert all(len(line) < 80 for line in every)  # never wider than the terminal: no wrapped lines
-    assert "best val_accuracy:" in shown and "  trial-1000  completed, 3 epochs" in "\n".join(shown)
+    assert "best val_accuracy:" in shown and "  trial-1000  finished, 3 epochs" in "\n".join(shown)
+    assert "  trial-999  pruned (asha, epoch 3)" in "\n".join(shown)  # the state words a person knows
 
 
 def test_the_running_trials_that_do_not_fit_are_counted():
@@ -94,9 +95,19 @@ def test_without_a_terminal_a_large_sweep_writes_a_line_every_5_percent():
     view.close()
     lines = out.getvalue().splitlines()
     assert len(lines) == 20 and lines[0].startswith("trials 50/1000 done")
-    assert lines[-1] == "trials 1000/1000 done, 0 running, 333 pruned, 0 failed; best val_accuracy 0.6 (trial-1000)"
+    assert lines[-1].startswith("trials 1000/1000 done, 0 running, 333 pruned, 0 failed; best val_accuracy 0.6 "
+                                "(trial-1000); 0s elapsed")
     small = io.StringIO()
     view = LiveView("val_accuracy", "max", 12, live=False, stream=small)
     for event in _events(12, at_once=4):
         view.update(event)
     assert [line.split()[0] for line in small.getvalue().splitlines()] == [f"trial-{n:03d}" for n in range(1, 13)]
+
+
+def test_the_summary_says_the_time_spent_and_the_time_left_at_the_pace_so_far():
+    import time
+
+    view = LiveView("val_accuracy", "max", 100, live=False, stream=io.StringIO(), began=time.monotonic() - 150)
+    for event in _events(25, at_once=5):
+        view.update(event)
+    assert view.summary().endswith("; 2m30s elapsed, about 7m30s left")

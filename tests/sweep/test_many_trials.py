@@ -29,8 +29,11 @@ def test_status_lists_every_trial_of_a_large_sweep_by_name(big_sweep, run_cli):
     _, _, uri = big_sweep
     code, out, err = run_cli("status", "many", "--tracking-uri", uri)
     assert code == 0, err
-    rows = [line for line in out.splitlines() if line.startswith("trial-")]
-    assert len(rows) == TRIALS and rows[0].startswith("trial-001") and rows[-1].startswith(f"trial-{TRIALS}")
+    rows = [line for line in out.splitlines() if line[2:].startswith("trial-")]
+    assert len(rows) == TRIALS and len({row.split()[0] for row in rows if not row.startswith("*")}) == TRIALS - 1
+    assert rows[0].startswith("* trial-") and not any(row.startswith("*") for row in rows[1:])  # the best, marked
+    values = [float(row[42:60]) for row in rows]  # best first
+    assert values == sorted(values, reverse=True) and all(len(line) <= 100 for line in out.splitlines())
 
 
 def test_report_compare_and_promote_find_a_large_sweep_by_name(big_sweep, run_cli, tmp_path):

@@ -165,6 +165,14 @@ def test_asha_stops_weak_trials_early_and_lets_the_best_run_to_the_end(ray_sessi
     assert best.data.tags["hpsweep.stop_reason"] == "completed" and best.data.metrics["epochs_run"] == 4
 
 
+def test_the_best_trials_duration_is_its_training_not_the_model_logging_at_the_end(smoke):
+    folder, *_ = smoke
+    client, parents, children = _runs(folder, "smoke")
+    best = next(c for c in children if c.info.run_id == parents[0].data.tags["hpsweep.best_run_id"])
+    last_epoch = max(m.timestamp for m in client.get_metric_history(best.info.run_id, "val_accuracy"))
+    assert best.info.status == "FINISHED" and 0 <= best.info.end_time - last_epoch < 2000
+
+
 def test_the_best_model_is_logged_and_predicts_raw_digits(smoke):
     import mlflow
     from sklearn.datasets import load_digits
@@ -190,8 +198,27 @@ def test_status_lists_the_trials(smoke, run_cli):
     folder, *_ = smoke
     code, out, _ = run_cli("status", "smoke", "--tracking-uri", f"sqlite:///{folder / 'mlflow.db'}")
     assert code == 0
-    rows = [line for line in out.splitlines() if line.startswith("trial-")]
-    assert len(rows) == 6 and all("FINISHED" in r for r in rows)
+    rows = [line for line in out.splitlines() if line[2:].startswith("trial-")]
+    assert len(rows) == 6 and rows[0].startswith("* ")
+    # ASHA (the smoke sweep's scheduler) prunes some; the others run every epoch
+    assert all(" finished, " in row or " pruned (asha, epoch " in row for row in rows), out
+
+
+def test_list_and_bare_status_show_the_stores_sweeps_newest_first(smoke, run_cli, tmp_path):
+    folder, *_ = smoke
+    _, parents, _ = _runs(folder, "smoke")
+    sweep_id = parents[0].data.tags["hpsweep.sweep_id"]
+    best = parents[0].data.metrics["best_val_accuracy"]
+    code, out, _ = run_cli("list", "--tracking-uri", f"sqlite:///{folder / 'mlflow.db'}")
+    assert code == 0 and out.splitlines()[0].startswith("1 sweep in sqlite:///")
+    row = out.splitlines()[2].split()
+    assert row[:3] == [sweep_id, "finished", "6/6"] and row[3:5] == ["val_accuracy", f"{best:.4g}"]
+    code, bare, err = run_cli("status", "--tracking-uri", f"sqlite:///{folder / 'mlflow.db'}")
+    assert code == 0 and bare == out, err  # no --address asked for: the local sweeps, not a complaint
+    code, by_id, _ = run_cli("status", parents[0].info.run_id, "--tracking-uri", f"sqlite:///{folder / 'mlflow.db'}")
+    assert code == 0 and by_id.startswith(f"sweep {sweep_id} (finished), 6 trials")
+    code, out, _ = run_cli("list", "--tracking-uri", f"sqlite:///{tmp_path / 'empty.db'}")
+    assert code == 0 and out.startswith("no sweeps recorded in sqlite:///")
 
 
 def test_a_trial_that_raises_is_failed_and_the_sweep_goes_on(ray_session, tmp_path, run_cli, monkeypatch):
