@@ -23,18 +23,23 @@ def save(figure: Any, path: Path) -> Path:
     return path
 
 
-def learning_curves(histories: Mapping[str, Sequence[tuple[int, float]]], metric: str) -> Any:
+def learning_curves(histories: Mapping[str, Sequence[tuple[int, float]]], metric: str,
+                    pruned: Sequence[str] = ()) -> Any:
+    """The top trials' curves, and dashed those of trials the scheduler pruned (`pruned` names them)."""
     plt = pyplot()
     figure, axes = plt.subplots(figsize=(7, 4))
     for name, points in histories.items():
         if points:
-            axes.plot([p[0] for p in points], [p[1] for p in points], "o-", label=name, markersize=3)
+            cut = name in pruned
+            axes.plot([p[0] for p in points], [p[1] for p in points], "x--" if cut else "o-", markersize=3,
+                      label=f"{name} (pruned)" if cut else name, alpha=0.6 if cut else 1.0)
     axes.set_xlabel("epoch")
     axes.set_ylabel(metric)
     from matplotlib.ticker import MaxNLocator
 
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.set_title(f"{metric} per epoch, top {len(histories)} trials")
+    top = len(histories) - len(pruned)
+    axes.set_title(f"{metric} per epoch, top {top} trials" + (f" and {len(pruned)} pruned" if pruned else ""))
     if histories:
         axes.legend(fontsize=8)
     figure.tight_layout()

@@ -15,11 +15,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from hpsweep.contract import CONFUSION_FILE, REPORT_ARTIFACTS
+from hpsweep.contract import CONFUSION_FILE, PROMOTION_TAG, REPORT_ARTIFACTS, StopReason
 from hpsweep.report import figures
 from hpsweep.report.analysis import build_report
+from hpsweep.report.extras import directions, history_figure, run_link
 from hpsweep.report.gather import TOP_CURVES, SweepReport
 from hpsweep.search.space import Dimension, SearchSpace
+from hpsweep.storage import results_root
 from hpsweep.track.figures import confusion_matrix
 from hpsweep.track.queries import RecordedSweep, read_artifact_text
 
@@ -27,12 +29,13 @@ from hpsweep.track.queries import RecordedSweep, read_artifact_text
 LEADERBOARD_SHOWN = 50
 
 
-def write_report(ref: str, out: Path | None = None, uri: str | None = None, log_to_mlflow: bool = True
-                 ) -> SweepReport:
-    """Build the report of sweep `ref` into folder `out` (default `hpsweep-reports/<sweep id>`; replaced
-    whole, never left half-written) and, unless told not to, log it to the sweep's parent run under report/."""
+def write_report(ref: str, out: Path | None = None, uri: str | None = None, log_to_mlflow: bool = True,
+                 storage: str | None = None) -> SweepReport:
+    """Build the report of sweep `ref` into folder `out` (default: report/ in the sweep's results folder,
+    where `hpsweep run` writes it; replaced whole, never left half-written) and, unless told not to, log
+    it to the sweep's parent run under report/."""
     report, sweep, client = build_report(ref, uri)
-    out = Path(out) if out is not None else Path("hpsweep-reports") / report.sweep_id
+    out = Path(out) if out is not None else results_root(storage) / report.sweep_id / "report"
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -60,11 +63,14 @@ def _write_files(report: SweepReport, sweep: RecordedSweep, client: Any, folder:
     (folder / "leaderboard.md").write_text(leaderboard_markdown(report, dims), encoding="utf-8")
     files["leaderboard_md"] = folder / "leaderboard.md"
     top = [t for t in report.trials if t.counts][:TOP_CURVES]
+    pruned = [t for t in report.trials if t.stop_reason == StopReason.SCHEDULER][:TOP_CURVES]
     histories = {t.name: [(int(m.step), float(m.value)) for m in
                           sorted(client.get_metric_history(t.run_id, report.metric), key=lambda m: m.step)]
-                 for t in top}
-    curves = figures.learning_curves(histories, report.metric)
+                 for t in [*top, *(t for t in pruned if t not in top)]}
+    curves = figures.learning_curves(histories, report.metric, [t.name for t in pruned if t not in top])
     files["learning_curves"] = figures.save(curves, folder / "learning_curves.png")
+    if (history := history_figure(report.trials, report.metric, report.mode)) is not None:
+        files["history"] = figures.save(history, folder / "optimization_history.png")
     if report.importances:
         chart = figures.importance_chart(report.importances, report.importance_method)
         files["importances"] = figures.save(chart, folder / "importances.png")
@@ -88,7 +94,9 @@ def _write_files(report: SweepReport, sweep: RecordedSweep, client: Any, folder:
     summary["leaderboard"] = [{"rank": report.rank(t), **asdict(t)} for t in report.trials]
     (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
     files["summary"] = folder / "summary.json"
-    (folder / "report.html").write_text(render_html(report, sweep, dims, folder), encoding="utf-8")
+    experiment = sweep.parent.info.experiment_id
+    links = {t.name: run_link(client.tracking_uri, experiment, t.run_id) for t in report.trials}
+    (folder / "report.html").write_text(render_html(report, sweep, dims, folder, links), encoding="utf-8")
     files["html"] = folder / "report.html"
 
 
@@ -151,6 +159,9 @@ tr.best td { background: #eaf6ea; font-weight: bold; }
 .warning { background: #fff4e5; border-left: 4px solid #f0a020; padding: 0.4em 0.8em; margin: 0.3em 0; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
 pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; }
+.scroll { max-height: 30em; overflow: auto; border: 1px solid #ddd; margin: 0.5em 0 1.5em; }
+.scroll table { margin: 0; }
+.scroll th { position: sticky; top: 0; }
 """
 
 
@@ -159,23 +170,44 @@ def _image(path: Path, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], highlight_first: bool = False) -> str:
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], highlight_first: bool = False,
+           links: dict[str, str] | None = None) -> str:
+    """A table; a cell whose text `links` names becomes a link (a trial to its MLflow run)."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     best = ' class="best"'
+    links = links or {}
+
+    def cell(text: str) -> str:
+        shown = html.escape(text)
+        return f'<a href="{html.escape(links[text])}">{shown}</a>' if text in links else shown
+
     body = "".join(f"<tr{best if highlight_first and i == 0 else ''}>"
-                   + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for i, row in enumerate(rows))
+                   + "".join(f"<td>{cell(c)}</td>" for c in row) + "</tr>" for i, row in enumerate(rows))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def render_html(report: SweepReport, sweep: RecordedSweep, dims: Sequence[Dimension], folder: Path) -> str:
-    """One page, every image inlined: it opens from a file, an e-mail or MLflow's artifact view alike."""
-    best = report.best
+def _heading(report: SweepReport, sweep: RecordedSweep) -> list[str]:
+    """The page's start: the sweep, its description, what it searched for, and any promotion's result."""
     esc = html.escape
     parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>hpsweep report: "
              f"{esc(report.sweep_id)}</title><style>{_STYLE}</style></head><body>",
              f"<h1>Sweep {esc(report.sweep_id)}</h1>",
+             *([f"<p><i>{esc(sweep.spec.description)}</i></p>"] if sweep.spec.description else []),
              f"<p>Experiment <b>{esc(report.experiment)}</b>, parent run <code>{esc(report.parent_run_id)}</code>; "
              f"{len(report.trials)} trials, metric <b>{esc(report.metric)}</b> ({esc(report.mode)}).</p>"]
+    promotions = {k.removeprefix(f"{PROMOTION_TAG}."): v for k, v in sweep.parent.data.tags.items()
+                  if k.startswith(f"{PROMOTION_TAG}.")}
+    return parts + [f"<p>Promotion to <b>@{esc(alias)}</b>: {esc(what)}</p>"
+                    for alias, what in sorted(promotions.items())]
+
+
+def render_html(report: SweepReport, sweep: RecordedSweep, dims: Sequence[Dimension], folder: Path,
+                links: dict[str, str] | None = None) -> str:
+    """One page, every image inlined: it opens from a file, an e-mail or MLflow's artifact view alike.
+    `links`: each trial's name to its run in the MLflow UI."""
+    best = report.best
+    esc = html.escape
+    parts = _heading(report, sweep)
     if best is not None:
         parts.append(f"<p>Best: <b>{esc(best.name)}</b> with {esc(report.metric)} = <b>{best.best:.6g}</b> "
                      f"after {best.epochs} epochs.</p>")
@@ -185,10 +217,12 @@ def render_html(report: SweepReport, sweep: RecordedSweep, dims: Sequence[Dimens
     parts += ([f'<div class="warning">{esc(w.message)}</div>' for w in report.warnings]
               or ["<p>No best value sits at the edge of its searched range.</p>"])
     header, rows = _leaderboard_rows(report, dims)
-    parts += ["<h2>Leaderboard</h2>", _table(header, rows[:LEADERBOARD_SHOWN], highlight_first=best is not None)]
+    parts += ["<h2>Leaderboard</h2>", '<div class="scroll">'
+              + _table(header, rows[:LEADERBOARD_SHOWN], highlight_first=best is not None, links=links) + "</div>"]
     if more := _more(report):
         parts.append(f"<p>{esc(more)}</p>")
-    sections = [("learning_curves", "Learning curves of the top trials"),
+    sections = [("history", "Optimisation history: each trial and the best so far"),
+                ("learning_curves", "Learning curves of the top trials and of pruned ones"),
                 ("importances", "Parameter importances"),
                 ("parallel_coordinates", "Parallel coordinates"),
                 ("parameters", "The metric against each parameter"),
@@ -198,8 +232,9 @@ def render_html(report: SweepReport, sweep: RecordedSweep, dims: Sequence[Dimens
             parts += [f"<h2>{esc(title)}</h2>", _image(report.files[key], title)]
         if key == "importances":
             if report.importances:
-                parts.append(_table(["parameter", f"importance ({report.importance_method})"],
-                                    [[k, f"{v:.3f}"] for k, v in report.importances.items()]))
+                way = directions(report.trials, dims, report.mode)
+                parts.append(_table(["parameter", f"importance ({report.importance_method})", "direction"],
+                                    [[k, f"{v:.3f}", way.get(k, "-")] for k, v in report.importances.items()]))
             else:
                 parts += [f"<h2>{esc(title)}</h2>", f"<p>{esc(report.importance_note)}</p>"]
     parts += ["<h2>How trials ended</h2>",

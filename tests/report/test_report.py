@@ -100,8 +100,8 @@ def _children(uri: str, parent: Any, order_by: list[str] | None = None) -> list[
 def test_a_finished_sweep_writes_its_report_and_logs_it_beside_the_runs(sweeps):
     folder = _report_folder(sweeps["searched"]["out"])
     expected = {"leaderboard.csv", "leaderboard.md", "learning_curves.png", "importances.png",
-                "parallel_coordinates.png", "parameters.png", "confusion_matrix.png", "best.yaml",
-                "summary.json", "report.html"}
+                "optimization_history.png", "parallel_coordinates.png", "parameters.png", "confusion_matrix.png",
+                "best.yaml", "summary.json", "report.html"}
     assert expected <= {p.name for p in folder.iterdir()}
     parent = _parent(sweeps["uri"], "searched")
     logged = {Path(a.path).name for a in _client(sweeps["uri"]).list_artifacts(parent.info.run_id, "report")}
@@ -182,10 +182,26 @@ def test_every_part_of_the_report_holds_the_sweeps_numbers(sweeps):
     page = (folder / "report.html").read_text(encoding="utf-8")
     for title in ("Leaderboard", "Learning curves of the top trials", "Parameter importances", "Parallel coordinates",
                   "The metric against each parameter", "Confusion matrix of the best trial", "How trials ended",
-                  "Compute used", "best.yaml", "Range warnings"):
+                  "Compute used", "best.yaml", "Range warnings", "Optimisation history"):
         assert f"<h2>{title}" in page, title
-    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # nothing fetched from a network
-    assert page.count('src="data:image/png;base64,') == 5
+    assert not re.search(r"""src=["']?(https?:)?//""", page)  # nothing fetched from a network
+    assert page.count('src="data:image/png;base64,') == 6
+    experiment = children[0].info.experiment_id
+    for run in children:  # each trial links to its run in the MLflow UI
+        link = f"http://127.0.0.1:5000/#/experiments/{experiment}/runs/{run.info.run_id}"
+        assert f'<a href="{link}">{run.info.run_name}</a>' in page
+    assert "<th>direction</th>" in page
+    assert re.search(r"(larger|smaller) helps|no clear direction|best on average", page)
+    assert '<div class="scroll"><table>' in page  # the leaderboard scrolls inside its box
+
+
+def test_report_without_out_rewrites_the_report_where_run_wrote_it(sweeps, run_cli):
+    written = _report_folder(sweeps["regression"]["out"])
+    (written / "report.html").unlink()
+    code, out, err = run_cli("report", "regression", "--tracking-uri", sweeps["uri"], "--no-log",
+                             "--storage", str(sweeps["folder"] / "results"))
+    assert code == 0, err
+    assert f"report: {written / 'report.html'}" in out and (written / "report.html").exists()
 
 
 def test_the_edge_warning_fires_when_the_best_lr_tops_its_range(sweeps, run_cli, tmp_path):
@@ -240,7 +256,7 @@ def test_the_report_html_renders_with_every_image_in_headless_chromium(sweeps, t
     assert done.returncode == 0, done.stderr[-2000:]
     match = re.search(r"<title>images (\d+) loaded (\d+)</title>", done.stdout)
     assert match, done.stdout[:2000]
-    assert match.group(1) == match.group(2) == "5"
+    assert match.group(1) == match.group(2) == "6"
 
 
 def test_compare_puts_the_two_best_trials_side_by_side_with_their_space_differences(sweeps, run_cli):
