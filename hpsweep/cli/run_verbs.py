@@ -18,7 +18,8 @@ from hpsweep.cli.common import (
     tracking_uri_option,
 )
 from hpsweep.cli.live import LiveView
-from hpsweep.contract import StopReason
+from hpsweep.cli.render import number, short
+from hpsweep.contract import StopReason, trial_run_name
 from hpsweep.errors import UserError
 from hpsweep.sweep.interrupt import exit_code, terminate_as_interrupt
 from hpsweep.sweep.ray_session import RaySession
@@ -124,8 +125,8 @@ def _run_and_report(args: argparse.Namespace, spec: Any, plan: Any, sweep_text: 
         print(f"{total} trials: {total - outcome.failed} finished, {outcome.failed} failed")
     if outcome.best is not None:
         _, record = outcome.best
-        print(f"best: trial {record.number}, {outcome.metric} {record.best:.4g}")
-        print("  " + "  ".join(f"{k}={v}" for k, v in outcome.best_params.items()))
+        print(f"best: {trial_run_name(record.number)}, {outcome.metric} {record.best:.4g}")
+        print("  " + "  ".join(f"{k}={short(number(v))}" for k, v in outcome.best_params.items()))
     print(f"MLflow: experiment {outcome.experiment!r}, parent run {outcome.parent_run_id} ({outcome.tracking_uri})")
     if outcome.report is not None:
         print(f"report: {outcome.report} (also under report/ in the parent run's artifacts)")
