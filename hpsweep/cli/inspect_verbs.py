@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from hpsweep.cli.common import EXIT_OK, storage_option, tracking_uri_option
+from hpsweep.cli.render import number, short
 from hpsweep.contract import FAILED_REASONS, StopReason, state_words
 from hpsweep.errors import UserError
 
@@ -22,12 +23,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return _jobs_status(args)
     if args.name is None:  # no sweep named: the sweeps this store holds
         return cmd_list(args)
-    name = args.name
-    if name.endswith((".yaml", ".yml")):
-        from hpsweep.spec.sweep_spec import load_spec
-
-        name = load_spec(name).experiment_name
-    status = sweep_status(name, args.tracking_uri)
+    status = sweep_status(args.name, args.tracking_uri)
     for line in status_lines(status):
         print(line)
     return EXIT_OK
@@ -41,7 +37,7 @@ _ENDED = {"RUNNING": "running", "KILLED": StopReason.INTERRUPTED, "FAILED": Stop
 def status_lines(status: Any) -> list[str]:
     """The sweep's trials, best first (the best marked *), in the live display's words and rounding."""
     ranked = sorted(status.trials, key=lambda r: _rank(r, status.mode))
-    best = ranked[0] if ranked and ranked[0].best is not None and math.isfinite(ranked[0].best) else None
+    best = ranked[0] if ranked and _rank(ranked[0], status.mode)[0] == 0 else None
     lines = [f"sweep {status.sweep_id} ({status.status.lower()}), {len(ranked)} trials, parent run "
              f"{status.parent_run_id}",
              f"  {'trial':<10} {'state':<28} {'best ' + status.metric:>18}  params"]
@@ -49,7 +45,7 @@ def status_lines(status: Any) -> list[str]:
         value = f"{row.best:.4g}" if row.best is not None else "-"
         stop = row.stop_reason or _ENDED.get(row.status, StopReason.COMPLETED)
         state = state_words(stop, row.epochs, status.scheduler)
-        params = "  ".join(f"{k}={_short(v)}" for k, v in row.params.items())
+        params = "  ".join(f"{k}={short(number(v))}" for k, v in row.params.items())
         line = f"{'*' if row is best else ' '} {row.name:<10} {state:<28} {value:>18}  {params}"
         lines.append(line if len(line) <= STATUS_WIDTH else line[:STATUS_WIDTH - 1] + "…")
     return lines
@@ -58,16 +54,6 @@ def status_lines(status: Any) -> list[str]:
 def _rank(row: Any, mode: str) -> tuple[int, float, str]:
     usable = row.best is not None and math.isfinite(row.best) and row.stop_reason not in FAILED_REASONS
     return (0 if usable else 1, (-row.best if mode == "max" else row.best) if usable else 0.0, row.name)
-
-
-def _short(value: str) -> str:
-    """A logged parameter as the live display rounds it: floats to 4 significant digits."""
-    if value.lstrip("-").isdigit():
-        return value
-    try:
-        return f"{float(value):.4g}"
-    except ValueError:
-        return value
 
 
 def cmd_list(args: argparse.Namespace) -> int:

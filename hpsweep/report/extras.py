@@ -1,6 +1,5 @@
 """What the sweep report adds to the leaderboard, after optuna-dashboard and W&B's sweep page: how the
-best value improved trial by trial, which way each important parameter pushes the metric, and links
-from each trial to its run in the MLflow UI."""
+best value improved trial by trial, and which way each important parameter pushes the metric."""
 
 from __future__ import annotations
 
@@ -11,7 +10,6 @@ from typing import Any
 
 from hpsweep.report.gather import TrialResult
 from hpsweep.search.space import Dimension
-from hpsweep.track.uris import LOCAL_UI
 
 
 def history_figure(trials: Sequence[TrialResult], metric: str, mode: str) -> Any | None:
@@ -71,11 +69,3 @@ def _spearman(xs: Sequence[float], ys: Sequence[float]) -> float | None:
         return None
     rho = float(spearmanr(xs, ys).statistic)
     return rho if math.isfinite(rho) else None
-
-
-def run_link(uri: str, experiment_id: str, run_id: str) -> str:
-    """A run's page in the MLflow UI (a tracking server's own, else `mlflow ui` on its default address)."""
-    from urllib.parse import urlparse
-
-    base = uri.rstrip("/") if urlparse(uri).scheme in ("http", "https") else LOCAL_UI
-    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"

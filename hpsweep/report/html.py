@@ -18,12 +18,13 @@ from typing import Any
 from hpsweep.contract import CONFUSION_FILE, PROMOTION_TAG, REPORT_ARTIFACTS, StopReason
 from hpsweep.report import figures
 from hpsweep.report.analysis import build_report
-from hpsweep.report.extras import directions, history_figure, run_link
+from hpsweep.report.extras import directions, history_figure
 from hpsweep.report.gather import TOP_CURVES, SweepReport
 from hpsweep.search.space import Dimension, SearchSpace
 from hpsweep.storage import results_root
 from hpsweep.track.figures import confusion_matrix
 from hpsweep.track.queries import RecordedSweep, read_artifact_text
+from hpsweep.track.uris import run_page
 
 #: rows of the leaderboard on the page and in leaderboard.md; leaderboard.csv has every trial
 LEADERBOARD_SHOWN = 50
@@ -63,11 +64,11 @@ def _write_files(report: SweepReport, sweep: RecordedSweep, client: Any, folder:
     (folder / "leaderboard.md").write_text(leaderboard_markdown(report, dims), encoding="utf-8")
     files["leaderboard_md"] = folder / "leaderboard.md"
     top = [t for t in report.trials if t.counts][:TOP_CURVES]
-    pruned = [t for t in report.trials if t.stop_reason == StopReason.SCHEDULER][:TOP_CURVES]
+    pruned = [t for t in report.trials if t.stop_reason == StopReason.SCHEDULER and t not in top][:TOP_CURVES]
     histories = {t.name: [(int(m.step), float(m.value)) for m in
                           sorted(client.get_metric_history(t.run_id, report.metric), key=lambda m: m.step)]
-                 for t in [*top, *(t for t in pruned if t not in top)]}
-    curves = figures.learning_curves(histories, report.metric, [t.name for t in pruned if t not in top])
+                 for t in [*top, *pruned]}
+    curves = figures.learning_curves(histories, report.metric, [t.name for t in pruned])
     files["learning_curves"] = figures.save(curves, folder / "learning_curves.png")
     if (history := history_figure(report.trials, report.metric, report.mode)) is not None:
         files["history"] = figures.save(history, folder / "optimization_history.png")
@@ -95,7 +96,7 @@ def _write_files(report: SweepReport, sweep: RecordedSweep, client: Any, folder:
     (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
     files["summary"] = folder / "summary.json"
     experiment = sweep.parent.info.experiment_id
-    links = {t.name: run_link(client.tracking_uri, experiment, t.run_id) for t in report.trials}
+    links = {t.name: run_page(client.tracking_uri, experiment, t.run_id) for t in report.trials}
     (folder / "report.html").write_text(render_html(report, sweep, dims, folder, links), encoding="utf-8")
     files["html"] = folder / "report.html"
 

@@ -21,26 +21,41 @@ log = logging.getLogger(__name__)
 INTERRUPT: dict[str, Any] = {"requested": False, "relay": False, "signal": None}
 
 
+def _main_thread() -> bool:
+    """Python runs signal handlers on the main thread, and only it may set them."""
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextlib.contextmanager
+def _handling(handlers: dict[int, Any]) -> Iterator[None]:
+    """Install `handlers` (signal -> handler) for the block and put the previous ones back after it;
+    nothing is installed off the main thread."""
+    if not _main_thread():
+        yield
+        return
+    previous = {number: signal.getsignal(number) for number in handlers}
+    for number, handler in handlers.items():
+        signal.signal(number, handler)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 @contextlib.contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
     """For the block, SIGTERM raises KeyboardInterrupt as Ctrl-C does (Python's default for SIGTERM is to
     die on the spot, leaving runs RUNNING and Ray's processes to their own devices)."""
     INTERRUPT["signal"] = None
-    if threading.current_thread() is not threading.main_thread():
+    with _handling({signal.SIGTERM: _raise_interrupt}):
         yield
-        return
-    previous = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def hold_terminate() -> None:
     """Put terminate_as_interrupt's handler back: Ray's start installs its own for SIGTERM (it prints a
     stack dump and aborts the process, exit 134). Only from the main thread, inside that block."""
-    if threading.current_thread() is threading.main_thread():
+    if _main_thread():
         signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
@@ -50,23 +65,14 @@ def deferred_interrupt() -> Iterator[dict[str, Any]]:
     or SIGTERM is noted in the yielded dict ("signal") and acted on by the caller after the step; a second
     one raises at once (a tracking server that does not answer must not hold the command)."""
     heard: dict[str, Any] = {"signal": None}
-    if threading.current_thread() is not threading.main_thread():
-        yield heard
-        return
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def note(signum: int, frame: Any) -> None:
         if heard["signal"] is not None:
             _raise_interrupt(signum, frame)
         heard["signal"] = INTERRUPT["signal"] = signum
 
-    for number in previous:
-        signal.signal(number, note)
-    try:
+    with _handling({signal.SIGINT: note, signal.SIGTERM: note}):
         yield heard
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
@@ -84,31 +90,26 @@ def graceful_interrupt() -> Iterator[None]:
     """Route the first Ctrl-C to Ray Tune's own graceful stop (it listens on SIGUSR1 too) while noting
     that it happened; Ray's SIGINT handler is switched off so that the runner can tell."""
     INTERRUPT.update(requested=False, relay=False)
-    if threading.current_thread() is not threading.main_thread():
+    if not _main_thread():
         yield
         return
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
 
     def on_interrupt(signum: int, frame: Any) -> None:
-        INTERRUPT.update(requested=True, signal=signum)
+        INTERRUPT["signal"] = signum
         log.warning("interrupted: saving the sweep's state (Ctrl-C again to stop at once)")
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, _raise_interrupt)
-        os.kill(os.getpid(), signal.SIGUSR1)
+        stop_gracefully()
 
     def too_early(signum: int, frame: Any) -> None:
         INTERRUPT["relay"] = True  # Ray's handler is not in place yet: pass it on from the loop
 
     saved = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
-    signal.signal(signal.SIGINT, on_interrupt)
-    signal.signal(signal.SIGTERM, on_interrupt)
-    signal.signal(signal.SIGUSR1, too_early)
     try:
-        yield
+        with _handling({signal.SIGINT: on_interrupt, signal.SIGTERM: on_interrupt, signal.SIGUSR1: too_early}):
+            yield
     finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
         if saved is None:
             os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
         else:
@@ -116,8 +117,8 @@ def graceful_interrupt() -> Iterator[None]:
 
 
 def stop_gracefully() -> None:
-    """Stop the running sweep from inside Ray Tune's loop as a first Ctrl-C would (its state saved, the
-    open runs closed KILLED, resumable)."""
+    """Stop the running sweep as a first Ctrl-C does (its state saved, the open runs closed KILLED,
+    resumable): Ray Tune stops gracefully on SIGUSR1."""
     INTERRUPT["requested"] = True
     os.kill(os.getpid(), signal.SIGUSR1)
 

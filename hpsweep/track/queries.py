@@ -111,16 +111,20 @@ def find_sweep(client: Any, ref: str) -> RecordedSweep:
     """A sweep's latest parent run, from its name, its YAML file, or the parent run's ID."""
     import yaml
 
-    from hpsweep.spec.sweep_spec import load_spec, validate_data
+    from hpsweep.spec.sweep_spec import validate_data
 
-    parent = _parent(client, load_spec(ref).experiment_name if ref.endswith((".yaml", ".yml")) else ref)
+    parent = _parent(client, ref)
     raw = yaml.safe_load(read_artifact_text(client, parent.info.run_id, C.EFFECTIVE_SWEEP))
     base_dir = Path(parent.data.tags.get(C.BASE_DIR_TAG, "."))
     return RecordedSweep(parent, validate_data(raw, parent.data.tags.get(C.SOURCE_TAG, "<sweep>"), base_dir), raw)
 
 
 def _parent(client: Any, ref: str) -> Any:
-    """The parent run named by its ID, or the latest of the sweep (experiment) named `ref`."""
+    """The parent run named by its ID, or the latest of the sweep (experiment) named `ref` or by its file."""
+    if ref.endswith((".yaml", ".yml")):
+        from hpsweep.spec.sweep_spec import load_spec
+
+        return latest_parent(client, load_spec(ref).experiment_name)
     if not re.fullmatch(r"[0-9a-f]{32}", ref):
         return latest_parent(client, ref)
     try:
@@ -156,8 +160,8 @@ class SweepStatus:
 
 
 def sweep_status(name: str, uri: str | None = None) -> SweepStatus:
-    """The latest sweep recorded in experiment `name` (a sweep's name, or its tracking.experiment), or
-    the sweep whose parent run has that ID."""
+    """The latest sweep recorded in experiment `name` (a sweep's name or file, or its tracking.experiment),
+    or the sweep whose parent run has that ID."""
     from mlflow import MlflowClient
 
     from hpsweep.track.writer import tracking_uri

@@ -37,14 +37,27 @@ def _check_folder(folder: Path, given: str, uri: str) -> None:
 LOCAL_UI = "http://127.0.0.1:5000"  #: where `mlflow ui` serves by default
 
 
+def _served(uri: str) -> bool:
+    """Whether the store is a tracking server, which serves its own UI."""
+    return urlparse(uri).scheme in ("http", "https")
+
+
+def _ui(uri: str) -> str:
+    """The MLflow UI of a store: a tracking server's own, else `mlflow ui` on its default address."""
+    return uri.rstrip("/") if _served(uri) else LOCAL_UI
+
+
 def runs_page(uri: str, experiment_id: str) -> str:
     """The MLflow UI's page of an experiment's runs, in its machine-learning view (MLflow 3 opens an
-    experiment it takes for GenAI on an overview of traces). A tracking server serves its own UI; any
-    other store is seen through `mlflow ui` on its default address."""
-    base = uri.rstrip("/") if urlparse(uri).scheme in ("http", "https") else LOCAL_UI
-    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    experiment it takes for GenAI on an overview of traces)."""
+    return f"{_ui(uri)}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+def run_page(uri: str, experiment_id: str, run_id: str) -> str:
+    """One run's page in the MLflow UI."""
+    return f"{_ui(uri)}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def ui_command(uri: str) -> str | None:
     """The command that serves the MLflow UI for a store that is not a server already, else None."""
-    return None if urlparse(uri).scheme in ("http", "https") else f"mlflow ui --backend-store-uri {uri}"
+    return None if _served(uri) else f"mlflow ui --backend-store-uri {uri}"
