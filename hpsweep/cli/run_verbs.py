@@ -21,7 +21,7 @@ from hpsweep.cli.live import LiveView
 from hpsweep.cli.render import number, short
 from hpsweep.contract import StopReason, trial_run_name
 from hpsweep.errors import UserError
-from hpsweep.sweep.interrupt import exit_code, terminate_as_interrupt
+from hpsweep.sweep.interrupt import exit_code, importing, terminate_as_interrupt
 from hpsweep.sweep.ray_session import RaySession
 from hpsweep.sweep.state import STATE_FILE
 from hpsweep.track.uris import check_tracking_uri, runs_page, ui_command
@@ -99,7 +99,8 @@ def _run_and_report(args: argparse.Namespace, spec: Any, plan: Any, sweep_text: 
     # Ray starts (or is joined) while the driver's imports load: torch, MLflow and Ray Tune take seconds
     session = RaySession(args.verbose)
     try:
-        from hpsweep.sweep.driver import run_sweep
+        with importing():
+            from hpsweep.sweep.driver import run_sweep
 
         table = LiveView(spec.train.metrics()[0], spec.train.modes()[0], spec.num_trials, sys.stdout.isatty(),
                          scheduler=spec.search.scheduler.name)

@@ -60,19 +60,32 @@ def hold_terminate() -> None:
 
 
 @contextlib.contextmanager
-def deferred_interrupt() -> Iterator[dict[str, Any]]:
+def deferred_interrupt(second_raises: bool = True) -> Iterator[dict[str, Any]]:
     """For a short step that must not be cut in half (creating the sweep's parent run): the first Ctrl-C
     or SIGTERM is noted in the yielded dict ("signal") and acted on by the caller after the step; a second
-    one raises at once (a tracking server that does not answer must not hold the command)."""
+    one raises at once (a tracking server that does not answer must not hold the command) unless
+    `second_raises` is off, for a step that a raise would crash rather than stop (see `importing`)."""
     heard: dict[str, Any] = {"signal": None}
 
     def note(signum: int, frame: Any) -> None:
-        if heard["signal"] is not None:
+        if heard["signal"] is not None and second_raises:
             _raise_interrupt(signum, frame)
         heard["signal"] = INTERRUPT["signal"] = signum
 
     with _handling({signal.SIGINT: note, signal.SIGTERM: note}):
         yield heard
+
+
+@contextlib.contextmanager
+def importing() -> Iterator[None]:
+    """Around importing torch and what imports it: a KeyboardInterrupt raised while torch's extension runs
+    Python code on its behalf cannot unwind through C++ and aborts the process (exit 134, "terminate called
+    after throwing an instance of 'pybind11::error_already_set'"). Ctrl-C and SIGTERM are held until the
+    imports are done (a few seconds) and then raised."""
+    with deferred_interrupt(second_raises=False) as heard:
+        yield
+    if heard["signal"] is not None:
+        raise KeyboardInterrupt
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
