@@ -1,8 +1,8 @@
 """The live view of a running sweep: what a person reads at a glance, at any number of trials.
 
-On a terminal, one block redrawn in place: the counts of trials by state, the running trials, and the
-best few. It never grows past the terminal's height or width, so it never scrolls, whether the sweep
-has 10 trials or 10,000. Elsewhere (a CI log, a pipe), plain lines: one per finished trial for small
+On a terminal, one block that rich redraws in place: the counts of trials by state, the running trials,
+and the best few. It never grows past the terminal's height or width, so it never scrolls, whether the
+sweep has 10 trials or 10,000. Elsewhere (a CI log, a pipe), plain lines: one per finished trial for small
 sweeps, a count every 5% of the trials for large ones.
 """
 
@@ -34,6 +34,16 @@ class _Trial:
 
 
 @dataclass
+class Layout:
+    """What the view shows in its height: the counts, running trials (`more` not shown), the best few."""
+
+    summary: str
+    running: list[_Trial]
+    more: int
+    best: list[_Trial]
+
+
+@dataclass
 class LiveView:
     """Turns the sweep's progress events into the view; `update` for each event, `close` at the end."""
 
@@ -43,11 +53,11 @@ class LiveView:
     live: bool
     stream: TextIO = field(default_factory=lambda: sys.stdout)
     trials: dict[int, _Trial] = field(default_factory=dict)
-    drawn: int = 0  #: lines of the block on screen
     drawn_at: float = 0.0
     reported: int = 0  #: finished trials already counted in a plain line
     scheduler: str = ""  #: the trial scheduler's name, for the trials it pruned
     began: float = field(default_factory=time.monotonic)
+    _live: Any = field(default=None, repr=False)  #: rich's Live, once the first view is drawn
 
     def update(self, event: Any) -> None:
         trial = self.trials.setdefault(event.trial, _Trial(event.trial, dict(event.params)))
@@ -65,16 +75,17 @@ class LiveView:
 
     def note(self, line: str) -> None:
         """A line about the sweep itself (what start-up is doing), kept above the live block."""
-        if self.live and self.drawn:
-            self.stream.write(f"\x1b[{self.drawn}F\x1b[0J")  # take the block away, write, draw it again
-            self.drawn = 0
+        if self._live is not None:  # rich prints it above the live block
+            self._live.console.print(line, highlight=False, markup=False, soft_wrap=True)
+            return
         self._write_line(line)
-        if self.live and self.trials:
-            self._draw()
 
     def close(self) -> None:
-        if self.live:
+        if self.live and self.trials:
             self._draw()
+        if self._live is not None:
+            self._live.stop()  # the last view stays on screen, the cursor below it
+            self._live = None
         elif self.total > PLAIN_LINE_PER_TRIAL and self.reported < self._finished():
             self._write_line(self.summary())
         self.stream.flush()
@@ -111,42 +122,79 @@ class LiveView:
         return text
 
     def _row(self, trial: _Trial) -> str:
-        value = f"{trial.value:.4g}" if trial.value is not None else "-"
-        state = state_words(trial.state, trial.epoch, self.scheduler)
-        params = "  ".join(f"{k}={f'{v:.4g}' if isinstance(v, float) else v}" for k, v in trial.params.items())
-        return f"  {trial_run_name(trial.number)}  {state:<26} {value:>10}  {params}"
+        """The trial as one plain line (CI logs): `trial-007  finished, 8 epochs  0.9861  lr=0.003 ...`."""
+        name, state, value, params = self._cells(trial)
+        return f"{name}  {state:<26} {value:>10}  {params}"
 
-    def block(self, height: int) -> list[str]:
-        """The view in at most `height` lines: the counts, the running trials that fit, the best few."""
+    def _cells(self, trial: _Trial) -> tuple[str, str, str, str]:
+        value = f"{trial.value:.4g}" if trial.value is not None else "-"
+        params = "  ".join(f"{k}={f'{v:.4g}' if isinstance(v, float) else v}" for k, v in trial.params.items())
+        return trial_run_name(trial.number), state_words(trial.state, trial.epoch, self.scheduler), value, params
+
+    def layout(self, height: int) -> Layout:
+        """What fits in `height` lines: the counts, the running trials that fit (the rest counted), the
+        best few (left out when even they do not fit)."""
         best = self.best()[:BEST_SHOWN]
         running = [t for t in self.trials.values() if t.state == "running"]
         room = max(0, height - 1 - (1 + len(best) if best else 0) - 1)
-        lines = [self.summary(with_best=False)]  # the best are listed below it
+        shown: list[_Trial] = []
         if running and room > 0:
             shown = running[:room] if len(running) <= room else running[:room - 1]
-            lines += ["running:", *(self._row(t) for t in shown)]
-            if len(shown) < len(running):
-                lines.append(f"  ... and {len(running) - len(shown)} more")
-        if best and len(lines) + 1 + len(best) <= height:
-            lines += [f"best {self.metric}:", *(self._row(t) for t in best)]
-        return lines[:max(1, height)]
+        used = 1 + (1 + len(shown) + (len(shown) < len(running)) if shown else 0)
+        fits = bool(best) and used + 1 + len(best) <= height
+        return Layout(self.summary(with_best=False), shown, len(running) - len(shown) if shown else 0,
+                      best if fits else [])
+
+    def renderable(self, height: int, width: int) -> Any:
+        """The view as rich renders it: the counts in bold, the trials in aligned columns, the best in green."""
+        from rich.console import Group
+        from rich.padding import Padding
+        from rich.table import Table
+        from rich.text import Text
+
+        def table(trials: list[_Trial], first_style: str = "") -> Padding:
+            rows = [self._cells(trial) for trial in trials]
+            widths = [max(len(r[column]) for r in rows) for column in range(3)]
+            grid = Table.grid(padding=(0, 2))
+            for column, justify in enumerate(("left", "left", "right")):  # these keep their width...
+                grid.add_column(justify=justify, no_wrap=True, width=widths[column])
+            # ...and the parameters give way (rich would otherwise shrink every column alike)
+            grid.add_column(no_wrap=True, overflow="ellipsis", max_width=max(1, width - 2 - sum(widths) - 6))
+            for index, cells in enumerate(rows):
+                grid.add_row(*cells, style=first_style if index == 0 else "")
+            return Padding(grid, (0, 0, 0, 2))
+
+        shown = self.layout(height)
+        parts: list[Any] = [Text(shown.summary, style="bold", no_wrap=True, overflow="ellipsis")]
+        if shown.running:
+            parts += [Text("running:", style="dim"), table(shown.running)]
+            if shown.more:
+                parts.append(Text(f"  ... and {shown.more} more", style="dim"))
+        if shown.best:
+            parts += [Text(f"best {self.metric}:", style="dim"), table(shown.best, first_style="green")]
+        return Group(*parts)
 
     # ------------------------------------------------------------ writing
 
     def _draw(self) -> None:
+        """Redraw through rich's Live, cropped to the terminal (asked each time: it may be resized), one line
+        short of its height and width so that the block never scrolls and never leaves rows in the scrollback."""
+        from rich.console import Console
+        from rich.live import Live
+
         columns, rows = self._size()
-        lines = [line[:max(10, columns - 1)] for line in self.block(max(1, rows - 1))]
-        if self.drawn:
-            self.stream.write(f"\x1b[{self.drawn}F")  # back to the block's first line
-        for line in lines:
-            self.stream.write(f"\x1b[2K{line}\n")
-        if len(lines) < self.drawn:  # the block shrank: clear what is left of the old one
-            self.stream.write("\x1b[0J")
-        self.drawn, self.drawn_at = len(lines), time.monotonic()
-        self.stream.flush()
+        width, height = max(10, columns - 1), max(1, rows - 1)  # a full last column makes some terminals wrap
+        if self._live is None:
+            console = Console(file=self.stream, force_terminal=True, width=width, height=height)
+            self._live = Live(console=console, auto_refresh=False, vertical_overflow="crop",
+                              redirect_stdout=False, redirect_stderr=False)
+            self._live.start()
+        self._live.console.size = (width, height)
+        self._live.update(self.renderable(height, width), refresh=True)
+        self.drawn_at = time.monotonic()
 
     def _size(self) -> tuple[int, int]:
-        """The terminal's (columns, rows): the one this view writes to, asked each time (it may be resized)."""
+        """The terminal's (columns, rows): the one this view writes to."""
         try:
             size = os.get_terminal_size(self.stream.fileno())
         except (AttributeError, ValueError, OSError):
@@ -155,7 +203,7 @@ class LiveView:
 
     def _plain(self, trial: _Trial) -> None:
         if self.total <= PLAIN_LINE_PER_TRIAL:
-            self._write_line(self._row(trial).strip())
+            self._write_line(self._row(trial))
             return
         finished = self._finished()
         step = max(1, math.ceil(self.total * 0.05))
