@@ -11,6 +11,7 @@ from typing import Any
 
 from hpsweep.report.gather import EdgeWarning, ReportError, SweepReport, TrialResult, rank_trials, trial_result
 from hpsweep.search.space import Dimension, SearchSpace, encode
+from hpsweep.spec.dimensions import set_by_option
 from hpsweep.spec.params import Choice, IntRange, LogUniform, Uniform
 from hpsweep.spec.sweep_spec import local_paths
 from hpsweep.track.queries import RecordedSweep, UnknownSweep, find_sweep, trial_runs
@@ -49,7 +50,7 @@ def importances(trials: Sequence[TrialResult], space: SearchSpace, mode: str = "
     learn from."""
     import optuna
 
-    dims = {d.name: d.param for d in space.dimensions()}
+    dims = {d.name: d.param for d in space.trained_dimensions()}  # lr as trials trained with it
     counted = [t for t in trials if t.counts]
     if len(counted) < 3 or not dims:
         return {}, "parameter importances need at least 3 finished trials and a searched parameter"
@@ -104,8 +105,8 @@ def edge_warnings(trials: Sequence[TrialResult], dims: Sequence[Dimension]) -> l
         return []
     found = []
     for dim in dims:
-        if dim.name not in best.params:
-            continue
+        if dim.name not in best.params or set_by_option(best.params, dim.name):
+            continue  # not taken, or the trial's optimizer set its own (its dimension has its own check)
         value = best.params[dim.name]
         where = _position(value, dim.param)
         if where is None:

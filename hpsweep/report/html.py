@@ -58,7 +58,7 @@ def write_report(ref: str, out: Path | None = None, uri: str | None = None, log_
 
 
 def _write_files(report: SweepReport, sweep: RecordedSweep, client: Any, folder: Path) -> None:
-    dims = SearchSpace.of(sweep.spec).dimensions()
+    dims = SearchSpace.of(sweep.spec).trained_dimensions()
     files = report.files
     files["leaderboard_csv"] = _leaderboard_csv(report, dims, folder / "leaderboard.csv")
     (folder / "leaderboard.md").write_text(leaderboard_markdown(report, dims), encoding="utf-8")

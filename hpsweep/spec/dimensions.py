@@ -7,7 +7,7 @@ the search layer; `hpsweep.search.space` adds sampling and the resolution of tri
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from itertools import product
 from typing import TYPE_CHECKING, Any, Self
@@ -78,6 +78,17 @@ class SpaceLayout:
                          for n, p in params.items() if is_searched(p)]
         return dims
 
+    def trained_dimensions(self) -> list[Dimension]:
+        """`dimensions`, with the range of a knob that optimizer options may set for themselves (`lr`,
+        `weight_decay`) widened to take in theirs: what trials report as having trained with (see
+        `trained_with`), for the report's importances and figures."""
+        options = self.branches.get("optimizer", {})
+        dims = []
+        for dim in self.dimensions():
+            own = [p for params in options.values() for n, p in params.items() if n == dim.name]
+            dims.append(Dimension(dim.name, _widened(dim.param, own), dim.condition, dim.path) if own else dim)
+        return dims
+
     def _path(self, name: str) -> str:
         if name == "model":
             return "model.name"
@@ -129,6 +140,43 @@ class SpaceLayout:
             ])
         for combo in product(*axes):
             yield {k: v for part in combo for k, v in part.items()}
+
+
+#: training knobs that an optimizer option may set for itself (`optimizer.sgd.lr`); a trial that takes the
+#: option trains with the option's value, whatever the top-level knob drew
+OPTION_KNOBS = ("lr", "weight_decay")
+
+
+def set_by_option(config: Mapping[str, Any], name: str) -> str | None:
+    """The key (`optimizer.sgd.lr`) whose value the trial trained with instead of knob `name`, if any."""
+    key = f"optimizer.{config.get('optimizer')}.{name}"
+    return key if name in OPTION_KNOBS and config.get(key) is not None else None
+
+
+def trained_with(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A trial's config as it trained: `lr` (and `weight_decay`) show the chosen optimizer's own value where
+    it sets one, so that a column means one thing in every trial: the learning rate the trial used."""
+    out = dict(config)
+    for name in OPTION_KNOBS:
+        if name in out and (key := set_by_option(config, name)) is not None:
+            out[name] = config[key]
+    return out
+
+
+def _widened(param: Any, others: list[Any]) -> Any:
+    """`param`'s range (or choices) taking in the values or ranges in `others`."""
+    if isinstance(param, Choice):
+        extra = [v for o in others for v in (o.choice if isinstance(o, Choice) else [o]) if v not in param.choice]
+        return Choice(choice=[*param.choice, *extra]) if extra else param
+    if not isinstance(param, Uniform | LogUniform | IntRange):
+        return param
+    low, high = param.bounds
+    for other in others:
+        lo, hi = other.bounds if isinstance(other, Uniform | LogUniform | IntRange) else (
+            (min(other.choice), max(other.choice)) if isinstance(other, Choice) else (other, other))
+        low, high = min(low, lo), max(high, hi)
+    field = "int" if isinstance(param, IntRange) else "uniform" if isinstance(param, Uniform) else "loguniform"
+    return type(param).model_validate({**param.model_dump(by_alias=True), field: [low, high]})
 
 
 def encode(value: Any, param: Any) -> Any:

@@ -15,6 +15,7 @@ from ray.tune.stopper import Stopper
 
 from hpsweep.compat import best_checkpoint, set_search_budget
 from hpsweep.contract import RESULT_BEST, RESULT_CONFUSION, RESULT_STOP, StopReason
+from hpsweep.spec.dimensions import trained_with
 from hpsweep.sweep.checkpoints import PRUNE_EVERY_S, PRUNE_GRACE_S, prune_checkpoints, read_reported
 from hpsweep.sweep.interrupt import INTERRUPT, relay_interrupt
 from hpsweep.sweep.live import LIVE, LiveSweep, Progress
@@ -74,7 +75,7 @@ class SweepCallback(Callback):
     def _emit(self, event: str, trial: Any, **kw: Any) -> None:
         if self.live.on_progress is not None:
             record = self.tracker.trials.get(trial.trial_id)
-            self.live.on_progress(Progress(event, record.number if record else 0, dict(trial.config), **kw))
+            self.live.on_progress(Progress(event, record.number if record else 0, trained_with(trial.config), **kw))
 
     def _reconcile(self, trials: list[Any]) -> None:
         """Once, before the first trial starts: line MLflow up with the trials Ray restored, including

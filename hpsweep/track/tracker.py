@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from hpsweep import contract as C
+from hpsweep.spec.dimensions import trained_with
 from hpsweep.spec.sweep_spec import SweepSpec
 from hpsweep.track.figures import log_best_figures
 from hpsweep.track.records import (
@@ -115,7 +116,7 @@ class SweepTracker(Resuming):
         number = self.next_number()
         run = self.client.create_run(self.experiment_id, run_name=C.trial_run_name(number), tags={
             C.PARENT_TAG: self.parent_id, C.TRIAL_TAG: trial_id, C.SWEEP_TAG: self.sweep_id})
-        self.client.log_batch(run.info.run_id, params=as_params(config))
+        self.client.log_batch(run.info.run_id, params=as_params(trained_with(config)))  # lr: the one it used
         record = self.trials[trial_id] = TrialRecord(run.info.run_id, number)
         return record
 

@@ -264,3 +264,30 @@ def test_a_bad_sweep_file_starts_nothing(tmp_path):
         assert result.stderr.strip().startswith(f"{sweep}: {line}") and len(result.stderr.strip().splitlines()) == 1
         assert "Traceback" not in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml", "missing.yaml"]  # no mlflow.db, no results
+
+
+def test_the_lr_a_trial_shows_is_the_lr_it_trained_with(ray_session, tmp_path, run_cli):
+    """An optimizer option with a learning rate of its own (`sgd: {lr: 0.05}`) trains at that rate: its
+    trials show it as `lr` in MLflow, the terminal and the report, not the top-level draw they ignored."""
+    sweep = tmp_path / "lrs.yaml"
+    sweep.write_text(yaml.safe_dump({
+        "name": "lrs", "trainable": "image_classifier", "data": {"source": "sklearn_digits"},
+        "model": {"name": "mlp", "hidden_sizes": [16]}, "train": {"epochs": 1, "metric": "val_accuracy"},
+        "search": {"algorithm": "random", "num_trials": 4, "max_concurrent": 2, "seed": 1},
+        "space": {"lr": {"loguniform": [1.0e-4, 1.0e-3]},
+                  "optimizer": {"choice": {"adam": {}, "sgd": {"lr": 0.05, "momentum": 0.9}}}}}))
+    code, out, err = _run(run_cli, tmp_path, sweep)
+    assert code == 0, err
+    _, _, children = _runs(tmp_path, "lrs")
+    taken = {c.data.params["optimizer"]: c.data.params for c in children}
+    assert set(taken) == {"adam", "sgd"}  # seed 1 draws both
+    for run in children:
+        lr = float(run.data.params["lr"])
+        assert lr == 0.05 if run.data.params["optimizer"] == "sgd" else 1.0e-4 <= lr <= 1.0e-3
+    rows = [line for line in out.splitlines() if line.startswith("trial-")]
+    assert len(rows) == 4 and all(("lr=0.05 " in row) == ("optimizer=sgd" in row) for row in rows), out
+    code, _, err = run_cli("report", "lrs", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+                           "--out", str(tmp_path / "report"))
+    assert code == 0, err
+    importances = json.loads((tmp_path / "report" / "summary.json").read_text())["importances"]
+    assert "lr" in importances  # on the rates the trials trained with
