@@ -131,7 +131,7 @@ def _run_and_report(args: argparse.Namespace, spec: Any, plan: Any, sweep_text: 
     print(f"MLflow: experiment {outcome.experiment!r}, parent run {outcome.parent_run_id} ({outcome.tracking_uri})")
     if outcome.report is not None:
         print(f"report: {outcome.report} (also under report/ in the parent run's artifacts)")
-    page = runs_page(outcome.tracking_uri, outcome.experiment_id)
+    page = runs_page(outcome.tracking_uri, outcome.experiment_id, outcome.metric, outcome.mode)
     command = ui_command(outcome.tracking_uri)
     print(f"see it: {command}, then open {page}" if command else f"see it: {page}")
     if outcome.interrupted:

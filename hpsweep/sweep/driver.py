@@ -58,6 +58,7 @@ class SweepOutcome:
     report: Path | None = None  #: the sweep report's HTML page, when the sweep ended and it was written
     fault: str | None = None  #: why the sweep stopped itself before its end (a full disk)
     experiment_id: str = ""
+    mode: str = "max"  #: whether the metric is maximised or minimised
 
 
 def run_sweep(spec: SweepSpec, plan: SweepPlan, sweep_text: str, *,
@@ -129,7 +130,7 @@ def _run(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data: PreparedData |
     failed = 0
     with closing_out(live) as outcome:
         say(f"MLflow: experiment {spec.experiment_name!r}, parent run {tracker.parent_id}; starting the first trials")
-        say(f"MLflow UI: {runs_page(tracker.uri, tracker.experiment_id)}"
+        say(f"MLflow UI: {runs_page(tracker.uri, tracker.experiment_id, tracker.metric, spec.train.modes()[0])}"
             + (f"  (serve it with: {command})" if (command := ui_command(tracker.uri)) else ""))
         with graceful_interrupt():
             _fit(make_tuner(spec, shared, pretrained, plan, own_ray=session.started), live)
@@ -152,7 +153,7 @@ def _run(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data: PreparedData |
     return SweepOutcome(plan.sweep_id, spec.experiment_name, tracker.parent_id, tracker.uri, tracker.metric,
                         tracker.trials, failed, best, best_params, interrupted=not completed, results=plan.folder,
                         report=_report(tracker, plan) if completed else None, fault=live.fault,
-                        experiment_id=tracker.experiment_id)
+                        experiment_id=tracker.experiment_id, mode=spec.train.modes()[0])
 
 
 def _fit(tuner: Any, live: LiveSweep) -> None:

@@ -4,8 +4,9 @@ folder the database can be created in."""
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
+from hpsweep.contract import best_metric
 from hpsweep.errors import UserError
 from hpsweep.storage import unwritable
 from hpsweep.track.writer import tracking_uri
@@ -47,10 +48,13 @@ def _ui(uri: str) -> str:
     return uri.rstrip("/") if _served(uri) else LOCAL_UI
 
 
-def runs_page(uri: str, experiment_id: str) -> str:
+def runs_page(uri: str, experiment_id: str, metric: str, mode: str) -> str:
     """The MLflow UI's page of an experiment's runs, in its machine-learning view (MLflow 3 opens an
-    experiment it takes for GenAI on an overview of traces)."""
-    return f"{_ui(uri)}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    experiment it takes for GenAI on an overview of traces), best `best_<metric>` first: the chart view
+    draws the first ten runs listed, which are then the best trials."""
+    order = quote(f"metrics.`{best_metric(metric)}`")
+    return (f"{_ui(uri)}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+            f"&orderByKey={order}&orderByAsc={'true' if mode == 'min' else 'false'}")
 
 
 def run_page(uri: str, experiment_id: str, run_id: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -104,7 +105,8 @@ def test_the_printed_link_opens_the_sweeps_runs_in_the_mlflow_ui(smoke, tmp_path
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     experiment = MlflowClient(uri).get_experiment_by_name("smoke")
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
-    page = f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning"
+    page = (f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning"
+            "&orderByKey=metrics.%60best_val_accuracy%60&orderByAsc=false")
     assert f"MLflow UI: {page}" in out and f"see it: mlflow ui --backend-store-uri {uri}, then open {page}" in out
     port = free_port()
     server = subprocess.Popen([str(Path(sys.executable).with_name("mlflow")), "ui", "--backend-store-uri", uri,
@@ -120,6 +122,12 @@ def test_the_printed_link_opens_the_sweeps_runs_in_the_mlflow_ui(smoke, tmp_path
         server.wait(timeout=30)
     parent = next(line.split()[2] for line in out.splitlines() if line.startswith("starting sweep"))
     assert parent.rstrip(":") in shown.stdout and "matching runs" in shown.stdout, shown.stdout[-3000:]
+    # sorted best first, so the chart view's first ten runs are the best trials
+    assert "Sort: best_val_accuracy" in re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", shown.stdout))
+    listed = re.findall(r">(trial-\d{3})<", shown.stdout)
+    _, _, children = _runs(folder, "smoke")
+    value = {c.data.tags["mlflow.runName"]: c.data.metrics["best_val_accuracy"] for c in children}
+    assert listed and value[listed[0]] == max(value.values()), listed
 
 
 def test_every_reported_epoch_reaches_mlflow_once(smoke):
