@@ -163,6 +163,38 @@ pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; }
 .scroll { max-height: 30em; overflow: auto; border: 1px solid #ddd; margin: 0.5em 0 1.5em; }
 .scroll table { margin: 0; }
 .scroll th { position: sticky; top: 0; }
+table.sortable th { cursor: pointer; }
+table.sortable th[data-order="asc"]::after { content: " \\25B2"; }
+table.sortable th[data-order="desc"]::after { content: " \\25BC"; }
+"""
+
+#: a click on a header of a `sortable` table sorts its rows by that column (numbers as numbers, empty
+#: and '-' cells last either way); a second click reverses. Inline, so the page needs no network.
+_SORT_SCRIPT = """
+function sortRows(table, column, descending) {
+  const body = table.tBodies[0];
+  const key = row => {
+    const text = row.cells[column].textContent.trim();
+    if (text === "" || text === "-") return null;
+    const number = Number(text);
+    return Number.isNaN(number) ? text.toLowerCase() : number;
+  };
+  const rows = Array.from(body.rows).map(row => [key(row), row]);
+  rows.sort(([a], [b]) => {
+    if (a === null || b === null) return (a === null) - (b === null);
+    const order = typeof a === typeof b ? (a < b ? -1 : a > b ? 1 : 0) : (typeof a === "number" ? -1 : 1);
+    return descending ? -order : order;
+  });
+  rows.forEach(([, row]) => body.appendChild(row));
+}
+document.querySelectorAll("table.sortable").forEach(table => {
+  table.querySelectorAll("th").forEach((th, column) => th.addEventListener("click", () => {
+    const descending = th.dataset.order === "asc";
+    table.querySelectorAll("th").forEach(other => delete other.dataset.order);
+    th.dataset.order = descending ? "desc" : "asc";
+    sortRows(table, column, descending);
+  }));
+});
 """
 
 
@@ -172,8 +204,9 @@ def _image(path: Path, alt: str) -> str:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], highlight_first: bool = False,
-           links: dict[str, str] | None = None) -> str:
-    """A table; a cell whose text `links` names becomes a link (a trial to its MLflow run)."""
+           links: dict[str, str] | None = None, sortable: bool = False) -> str:
+    """A table; a cell whose text `links` names becomes a link (a trial to its MLflow run); `sortable`:
+    a click on a header sorts by it (_SORT_SCRIPT)."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     best = ' class="best"'
     links = links or {}
@@ -184,7 +217,8 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], highlight_first
 
     body = "".join(f"<tr{best if highlight_first and i == 0 else ''}>"
                    + "".join(f"<td>{cell(c)}</td>" for c in row) + "</tr>" for i, row in enumerate(rows))
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    kind = ' class="sortable"' if sortable else ""
+    return f"<table{kind}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _heading(report: SweepReport, sweep: RecordedSweep) -> list[str]:
@@ -219,7 +253,8 @@ def render_html(report: SweepReport, sweep: RecordedSweep, dims: Sequence[Dimens
               or ["<p>No best value sits at the edge of its searched range.</p>"])
     header, rows = _leaderboard_rows(report, dims)
     parts += ["<h2>Leaderboard</h2>", '<div class="scroll">'
-              + _table(header, rows[:LEADERBOARD_SHOWN], highlight_first=best is not None, links=links) + "</div>"]
+              + _table(header, rows[:LEADERBOARD_SHOWN], highlight_first=best is not None, links=links,
+                       sortable=True) + "</div>"]
     if more := _more(report):
         parts.append(f"<p>{esc(more)}</p>")
     sections = [("history", "Optimisation history: each trial and the best so far"),
@@ -244,5 +279,5 @@ def render_html(report: SweepReport, sweep: RecordedSweep, dims: Sequence[Dimens
               _table(["measure", "value"], [[k.replace("_", " "), value_text(v)] for k, v in report.compute.items()])]
     if report.best_yaml:
         parts += ["<h2>best.yaml</h2>", f"<pre>{esc(report.best_yaml)}</pre>"]
-    parts.append("</body></html>")
+    parts.append(f"<script>{_SORT_SCRIPT}</script></body></html>")
     return "\n".join(parts)

@@ -192,7 +192,7 @@ def test_every_part_of_the_report_holds_the_sweeps_numbers(sweeps):
         assert f'<a href="{link}">{run.info.run_name}</a>' in page
     assert "<th>direction</th>" in page
     assert re.search(r"(larger|smaller) helps|no clear direction|best on average", page)
-    assert '<div class="scroll"><table>' in page  # the leaderboard scrolls inside its box
+    assert '<div class="scroll"><table class="sortable">' in page  # the leaderboard scrolls inside its box
 
 
 def test_report_without_out_rewrites_the_report_where_run_wrote_it(sweeps, run_cli):
@@ -257,6 +257,29 @@ def test_the_report_html_renders_with_every_image_in_headless_chromium(sweeps, t
     match = re.search(r"<title>images (\d+) loaded (\d+)</title>", done.stdout)
     assert match, done.stdout[:2000]
     assert match.group(1) == match.group(2) == "6"
+
+
+def test_a_click_on_a_leaderboard_header_sorts_the_trials_by_it_in_headless_chromium(sweeps, tmp_path):
+    """The page sorts its leaderboard without a network: a click on `lr` orders the trials by it, a second
+    click reverses them; read back from the DOM Chromium rendered."""
+    folder = _report_folder(sweeps["searched"]["out"])
+    page = (folder / "report.html").read_text(encoding="utf-8")
+    probe = ("<script>window.addEventListener('load', () => { const table = document.querySelector('table.sortable');"
+             " const th = [...table.querySelectorAll('th')].find(h => h.textContent === 'lr');"
+             " const order = () => [...table.tBodies[0].rows].map(r => r.cells[1].textContent).join(',');"
+             " th.click(); const up = order(); th.click();"
+             " document.title = 'up ' + up + ' down ' + order(); });</script></body>")
+    copy = tmp_path / "report.html"
+    copy.write_text(page.replace("</body>", probe), encoding="utf-8")
+    done = subprocess.run([chromium(), *HEADLESS, f"--user-data-dir={tmp_path / 'profile'}",
+                           "--virtual-time-budget=5000", "--dump-dom", copy.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    match = re.search(r"<title>up (\S+) down (\S+)</title>", done.stdout)
+    assert match, done.stdout[:2000]
+    with (folder / "leaderboard.csv").open(encoding="utf-8") as handle:
+        lrs = {row["trial"]: float(row["lr"]) for row in csv.DictReader(handle)}
+    by_lr = sorted(lrs, key=lrs.get)
+    assert match.group(1).split(",") == by_lr and match.group(2).split(",") == by_lr[::-1]
 
 
 def test_compare_puts_the_two_best_trials_side_by_side_with_their_space_differences(sweeps, run_cli):
