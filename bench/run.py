@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine()}", flush=True)
     outcomes: list[Outcome] = []
     for name in args.only or list(BENCHMARKS):
+        began = time.monotonic()
         found = BENCHMARKS[name](args.quick)
+        print(f"{name}: {time.monotonic() - began:.0f} s", flush=True)
         if found == []:
             print(f"{name}: skipped (nothing to measure on this machine)", flush=True)
         for outcome in found if isinstance(found, list) else [found]:

@@ -56,7 +56,7 @@ def worker_scaling(quick: bool) -> list[Outcome]:
         return []
     folder = scratch_folder()
     os.environ.setdefault("HPSWEEP_CACHE", str(folder / "cache"))
-    images = photo_folder(folder / "photos", 300 if quick else 1500)
+    images = photo_folder(folder / "photos", 200 if quick else 1500)
     epochs = 2 if quick else 4
     sweeps: dict[str, Any] = {"2x1": _sweep(folder, images, 2, 1, epochs), "1x1": _sweep(folder, images, 1, 1, epochs),
                               "1x2": _sweep(folder, images, 1, 2, epochs)}
@@ -64,7 +64,7 @@ def worker_scaling(quick: bool) -> list[Outcome]:
                          1 if quick else 3, warm_up=False)
     scaling = median(round_ratios(values, "2x1", "1x1"))
     threads = median(round_ratios(values, "2x1", "1x2"))
-    train = int(0.8 * (300 if quick else 1500))
+    train = int(0.8 * (200 if quick else 1500))
     detail = (f"{train:,} training photos at {IMAGE_SIZE}x{IMAGE_SIZE}, CNN, global batch 64, fp32, gloo; median "
               f"epoch (after the first): 2 workers x 1 CPU {median(values['2x1']):.2f} s, 1 worker x 1 CPU "
               f"{median(values['1x1']):.2f} s, 1 worker x 2 CPUs {median(values['1x2']):.2f} s")
