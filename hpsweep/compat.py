@@ -106,3 +106,10 @@ def import_ray_without_driver_signal_dump() -> None:
         import ray._private.ray_constants  # noqa: F401
     finally:
         os.environ.pop(name, None)
+
+
+def add_finished_trials(searcher: Any, trials: list[Any]) -> None:
+    """Hand earlier sweeps' trials (Optuna FrozenTrials) to Ray Tune's OptunaSearch as finished trials
+    of its study, which it creates when it is made; its own `evaluated_rewards` refuses a define-by-run
+    space such as hpsweep's."""
+    searcher._ot_study.add_trials(trials)

@@ -38,13 +38,14 @@ GIT_COMMIT_TAG = "mlflow.source.git.commit"
 DECISION_TAG = "hpsweep.decision"
 TEST_TAG = "hpsweep.test_metric"  #: `<metric>=<value>` of the version's test evaluation
 TEST_MODE_TAG = "hpsweep.test_mode"  #: min or max: how TEST_TAG's values compare
-FINGERPRINT_TAG = "hpsweep.data_fingerprint"
+FINGERPRINT_TAG = "hpsweep.data_fingerprint"  #: on promoted versions, and on parent runs (warm start)
 ALIAS_TAG = "hpsweep.alias"
 
 # ---------------------------------------------------------------- artifacts
 
 SWEEP_FILE = "sweep/sweep.yaml"
 EFFECTIVE_SWEEP = "sweep/effective.yaml"  #: the sweep file with any --set applied: what really ran
+WARM_START_FILE = "sweep/warm_start.json"  #: what a sweep borrowed from earlier ones, and what it skipped
 RESOLVED_SWEEP = "sweep/resolved.json"
 VERSIONS_FILE = "sweep/versions.json"
 CONFUSION_FILE = "confusion_matrix.json"

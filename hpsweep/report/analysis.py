@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hpsweep.report.gather import EdgeWarning, ReportError, SweepReport, TrialResult, rank_trials, trial_result
-from hpsweep.search.space import Dimension, SearchSpace, encode
+from hpsweep.search.space import Dimension, SearchSpace, distribution, encode
 from hpsweep.spec.dimensions import set_by_option
 from hpsweep.spec.params import Choice, IntRange, LogUniform, Uniform
 from hpsweep.spec.sweep_spec import local_paths
@@ -19,19 +19,6 @@ from hpsweep.track.writer import tracking_uri
 
 #: how close to an end of a range (as a fraction of it, on the search's own scale) counts as the edge
 EDGE = 0.1
-
-
-def _distribution(param: Any) -> Any:
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
-    if isinstance(param, Uniform):
-        return FloatDistribution(*param.uniform)
-    if isinstance(param, LogUniform):
-        return FloatDistribution(*param.loguniform, log=True)
-    if isinstance(param, IntRange):
-        low, high = param.int_
-        return IntDistribution(low, high, step=param.step, log=param.log)
-    return CategoricalDistribution([encode(v, param) for v in param.choice])
 
 
 #: above this many counted trials the report uses PED-ANOVA: fANOVA's forest grows with the trials (over
@@ -62,7 +49,7 @@ def importances(trials: Sequence[TrialResult], space: SearchSpace, mode: str = "
     for trial in counted:
         params = {k: encode(v, dims[k]) for k, v in trial.params.items() if k in dims}
         study.add_trial(optuna.trial.create_trial(
-            params=params, distributions={k: _distribution(dims[k]) for k in params}, value=float(trial.best or 0)))
+            params=params, distributions={k: distribution(dims[k]) for k in params}, value=float(trial.best or 0)))
     try:
         evaluator = (optuna.importance.FanovaImportanceEvaluator(seed=0) if len(counted) <= FANOVA_MAX_TRIALS
                      else optuna.importance.PedAnovaImportanceEvaluator())

@@ -159,6 +159,19 @@ def _decode(value: Any, domain: Domain) -> Any:
     return value
 
 
+def distribution(param: Any) -> Any:
+    """The Optuna distribution `_suggest` draws a searched parameter from."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if isinstance(param, Uniform):
+        return FloatDistribution(*param.uniform)
+    if isinstance(param, LogUniform):
+        return FloatDistribution(*param.loguniform, log=True)
+    if isinstance(param, IntRange):
+        return IntDistribution(*param.int_, step=param.step, log=param.log)
+    return CategoricalDistribution([encode(v, param) for v in param.choice])
+
+
 def _suggest(trial: optuna.Trial, name: str, param: Any) -> Any:
     if isinstance(param, Uniform):
         return trial.suggest_float(name, *param.uniform)
@@ -169,4 +182,4 @@ def _suggest(trial: optuna.Trial, name: str, param: Any) -> Any:
     return trial.suggest_categorical(name, [encode(v, param) for v in param.choice])
 
 
-__all__ = ["Branch", "Dimension", "SearchSpace", "TrialParams", "encode"]
+__all__ = ["Branch", "Dimension", "SearchSpace", "TrialParams", "distribution", "encode"]

@@ -112,6 +112,10 @@ def _algorithm_fits(search: Any, train: Any, space: Any, model: Any) -> list[Pro
         elif search.startup_trials >= (trials := search.num_trials or DEFAULT_TRIALS):
             problems.append(Problem("search.startup_trials", f"{search.startup_trials} start-up trials leave none "
                                     f"of the {trials} trials to {algorithm} (lower it, or use algorithm: random)"))
+    if search.warm_start and (n_metrics > 1 or algorithm == "grid"):
+        problems.append(Problem("search.warm_start", "earlier trials guide a sampler of one metric; "
+                                + (f"train.metric names {n_metrics}" if n_metrics > 1 else "grid search tries "
+                                   "every point whatever came before")))
     if n_metrics > 1 and search.scheduler.name != "fifo":
         problems.append(Problem("search.scheduler", f"{search.scheduler.name} stops trials by one metric; "
                                 f"with {n_metrics} metrics use fifo"))

@@ -174,6 +174,10 @@ class SearchSpec(StrictModel):
         "(default: a third of num_trials, at most 10, for tpe and gp; the sampler's own for cmaes)")
     seed: int | None = Field(None, ge=0, description="sampler seed (default: train.seed)")
     max_failures: int = Field(0, ge=0, description="times a crashed trial is retried from its latest checkpoint")
+    warm_start: Literal["auto"] | list[str] | None = Field(
+        None, description="start from earlier sweeps' finished trials: auto (the tracking store's sweeps of "
+        "the same trainable, data and metric) or a list of sweep names or parent run IDs; their trials whose "
+        "parameters fit this space are handed to the sampler, and the best few run again first")
 
 
 # ---------------------------------------------------------------- resources, tracking, registry

@@ -30,6 +30,7 @@ from hpsweep.sweep.quiet import quiet
 from hpsweep.sweep.ray_session import RaySession
 from hpsweep.sweep.state import STATE_FILE, sweep_lock
 from hpsweep.sweep.tuner import make_tuner
+from hpsweep.sweep.warm_start import data_fingerprint, warm_start
 from hpsweep.sweep.workers import check_fits, cluster_nodes
 from hpsweep.track.records import TrialRecord
 from hpsweep.track.tracker import SweepTracker
@@ -132,8 +133,9 @@ def _run(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data: PreparedData |
         say(f"MLflow: experiment {spec.experiment_name!r}, parent run {tracker.parent_id}; starting the first trials")
         say(f"MLflow UI: {runs_page(tracker.uri, tracker.experiment_id, tracker.metric, spec.train.modes()[0])}"
             + (f"  (serve it with: {command})" if (command := ui_command(tracker.uri)) else ""))
+        warm = warm_start(spec, plan, tracker, say)
         with graceful_interrupt():
-            _fit(make_tuner(spec, shared, pretrained, plan, own_ray=session.started), live)
+            _fit(make_tuner(spec, shared, pretrained, plan, own_ray=session.started, warm=warm), live)
         for record in tracker.trials.values():  # Ray's final state is saved: only the best and latest stay
             if record.best_checkpoint is not None:
                 best = Path(record.best_checkpoint.path)
@@ -177,7 +179,8 @@ def _open_tracker(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data: Prepa
     with deferred_interrupt() as heard:
         try:
             tracker = SweepTracker(spec, plan.sweep_id, sweep_text, state.tracking_uri, effective=state.raw,
-                                   attach=plan.resuming, class_names=data.class_names if data is not None else ())
+                                   attach=plan.resuming, class_names=data.class_names if data is not None else (),
+                                   fingerprint=data_fingerprint(spec, data))
         except Exception as exc:
             if not plan.resuming:  # nothing ran and nothing was recorded: no sweep for the next run to resume
                 (plan.folder / STATE_FILE).unlink(missing_ok=True)

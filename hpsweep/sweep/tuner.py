@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from hpsweep.compat import trial_actors_without_runtime_env, tune_forwards_no_cloud_secrets
+from hpsweep.compat import add_finished_trials, trial_actors_without_runtime_env, tune_forwards_no_cloud_secrets
 from hpsweep.contract import RESULT_SCORE
 from hpsweep.search.samplers import make_sampler
 from hpsweep.search.schedulers import build_scheduler
@@ -17,12 +17,15 @@ from hpsweep.sweep.plan import SweepPlan
 from hpsweep.sweep.tune_hooks import BudgetedSearch, BudgetStopper, SweepCallback
 from hpsweep.sweep.worker import trial_entry
 from hpsweep.sweep.workers import trial_resources
+from hpsweep.track.warm import WarmStart, as_trials
 
 
-def make_tuner(spec: SweepSpec, data: Any, pretrained: Any, plan: SweepPlan, own_ray: bool = False) -> Any:
+def make_tuner(spec: SweepSpec, data: Any, pretrained: Any, plan: SweepPlan, own_ray: bool = False,
+               warm: WarmStart | None = None) -> Any:
     """A new Tuner, or, for a sweep that ran before, Ray Tune's saved experiment restored: finished trials
     kept, unfinished ones continued from their latest checkpoints, the searcher's state reloaded.
-    `own_ray`: Ray was started by this process (RaySession), whose workers inherit its environment."""
+    `own_ray`: Ray was started by this process (RaySession), whose workers inherit its environment.
+    `warm`: earlier sweeps' trials for a new tuner's sampler (a restored one has them already)."""
     from ray import tune
 
     tune_forwards_no_cloud_secrets()  # Ray would record them with every trial actor
@@ -49,7 +52,7 @@ def make_tuner(spec: SweepSpec, data: Any, pretrained: Any, plan: SweepPlan, own
         # Unpickles the experiment's state: the results folder must be trusted (docs/running.md).
         return tune.Tuner.restore(str(plan.folder), trainable=trainable, resume_unfinished=True,
                                   resume_errored=False, restart_errored=False)
-    return _build_tuner(spec, trainable, plan)
+    return _build_tuner(spec, trainable, plan, warm)
 
 
 def _restorable(folder: Path) -> bool:
@@ -64,7 +67,7 @@ def _restorable(folder: Path) -> bool:
             and any(folder.glob("search_gen_state-*.json")))
 
 
-def _build_tuner(spec: SweepSpec, trainable: Any, plan: SweepPlan) -> Any:
+def _build_tuner(spec: SweepSpec, trainable: Any, plan: SweepPlan, warm: WarmStart | None) -> Any:
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback
     from ray.tune.search import ConcurrencyLimiter
@@ -72,8 +75,12 @@ def _build_tuner(spec: SweepSpec, trainable: Any, plan: SweepPlan) -> Any:
 
     metrics, modes = spec.train.metrics(), spec.train.modes()
     single = len(metrics) == 1
-    searcher: Any = OptunaSearch(space=SearchSpace.of(spec).define_by_run, sampler=make_sampler(spec),
-                                 metric=metrics[0] if single else metrics, mode=modes[0] if single else modes)
+    space = SearchSpace.of(spec)
+    searcher: Any = OptunaSearch(space=space.define_by_run, sampler=make_sampler(spec),
+                                 metric=metrics[0] if single else metrics, mode=modes[0] if single else modes,
+                                 points_to_evaluate=warm.rerun if warm is not None and single else None)
+    if warm is not None and single:  # the borrowed trials are finished trials of the sampler's study
+        add_finished_trials(searcher, as_trials(warm, space))
     if spec.search.max_concurrent:
         searcher = ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent)
     return tune.Tuner(

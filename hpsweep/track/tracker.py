@@ -44,14 +44,15 @@ class SweepTracker(Resuming):
 
     def __init__(self, spec: SweepSpec, sweep_id: str, sweep_text: str, uri: str | None = None,
                  effective: dict[str, Any] | None = None, attach: bool = False,
-                 class_names: tuple[str, ...] = (), flush_s: float | None = None) -> None:
+                 class_names: tuple[str, ...] = (), flush_s: float | None = None, fingerprint: str = "") -> None:
         """`attach`: continue the sweep's existing parent run and trial runs (a resumed sweep).
         `class_names`: the classes of classification data, to label confusion matrices.
-        `flush_s`: the longest a trial's epoch metrics wait before they are written (default: flush_interval())."""
+        `flush_s`: the longest a trial's epoch metrics wait before they are written (default: flush_interval()).
+        `fingerprint`: the data's (PreparedData.fingerprint), which later sweeps' warm start compares."""
         import mlflow
         from mlflow import MlflowClient
 
-        self.spec, self.sweep_id = spec, sweep_id
+        self.spec, self.sweep_id, self.fingerprint = spec, sweep_id, fingerprint
         self.uri = tracking_uri(uri)
         create_sqlite_store(self.uri)
         mlflow.set_tracking_uri(self.uri)
@@ -76,6 +77,7 @@ class SweepTracker(Resuming):
             C.SWEEP_TAG: sweep_id, C.ROLE_TAG: C.SWEEP_ROLE, C.SWEEP_NAME_TAG: spec.name,
             C.TRAINABLE_TAG: spec.trainable, C.NOTE_TAG: spec.description or f"hpsweep sweep {spec.name}",
             C.BASE_DIR_TAG: str(spec.base_dir), C.SOURCE_TAG: spec.source,
+            **({C.FINGERPRINT_TAG: fingerprint} if fingerprint else {}),
             **({C.GIT_COMMIT_TAG: commit} if (commit := git_commit(spec.base_dir)) else {}),
         })
         self.parent_id = parent.info.run_id

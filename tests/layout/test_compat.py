@@ -127,3 +127,16 @@ def test_no_other_module_reaches_into_ray_or_mlflow_privates():
                     "fluent", "ray", "mlflow", "tune") and node.attr.startswith("_"):
                 offenders.append(f"{path.relative_to(REPO)}:{node.lineno} touches {node.value.id}.{node.attr}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_ray_tune_keeps_the_optuna_study_where_compat_adds_trials():
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    from hpsweep.compat import add_finished_trials
+
+    searcher = OptunaSearch(space=lambda trial: None, metric="m", mode="max")
+    unit = optuna.distributions.FloatDistribution(0, 1)
+    trial = optuna.trial.create_trial(params={"x": 0.5}, distributions={"x": unit}, value=0.9)
+    add_finished_trials(searcher, [trial])
+    assert [t.value for t in searcher._ot_study.get_trials()] == [0.9]

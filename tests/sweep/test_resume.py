@@ -343,3 +343,24 @@ def test_a_lost_worker_node_moves_its_trial_to_another_node(tmp_path):
     epochs = [e for _, e, _ in ran]
     assert sorted(set(epochs)) == list(range(1, 7)) and len(epochs) - 6 <= 1, epochs  # at most one epoch lost
     _assert_complete_exactly_once(tmp_path, trials=1, epochs=6)
+
+
+def test_a_warm_started_sweep_resumed_borrows_nothing_twice(ray_address, tmp_path):
+    """Ray Tune restores the sampler with what the sweep borrowed: the resumed sweep neither borrows
+    again nor runs the best borrowed configuration a second time."""
+    lender = tmp_path / "lender.yaml"
+    lender.write_text(_steady(tmp_path, trials=3, epochs=3).read_text().replace("name: steady", "name: lender"))
+    done = _driver(tmp_path, ray_address, "run", str(lender))
+    out, _ = done.communicate(timeout=300)
+    assert done.returncode == 0, out
+    _, lent, _ = _runs(tmp_path, "lender")
+    best = max(float(t.data.params["x"]) for t in lent)
+    sweep = _steady(tmp_path, trials=4, epochs=4, warm_start=["lender"])
+    first = _interrupt(tmp_path, ray_address, sweep)
+    assert "warm start: 3 trials from lender-" in first and "the best 1 run again first" in first, first
+    again = _driver(tmp_path, ray_address, "run", str(sweep))
+    out, _ = again.communicate(timeout=300)
+    assert again.returncode == 0 and "warm start" not in out, out
+    _, trials, _ = _runs(tmp_path)
+    xs = [float(t.data.params["x"]) for t in trials]
+    assert len(trials) == 4 and xs.count(best) == 1, (best, xs)
