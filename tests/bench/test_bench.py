@@ -25,7 +25,8 @@ def test_every_benchmark_runs_in_quick_mode_writes_the_table_and_leaves_no_scrat
     table = out.read_text()
     for name in ("harness overhead", "per-trial cost", "loop efficiency", "data path", "tracking overhead",
                  "tracking at 8 concurrent trials", "frozen phase", "memory",
-                 "search efficiency", "data memory, 1 trials", "decode on every core", "mapped-cache epoch",
+                 "search efficiency", "warm start, trials to target",
+                 "data memory, 1 trials", "decode on every core", "mapped-cache epoch",
                  "per-trial cost, 40 trials", "2 workers / 1 worker (1 CPU each)",
                  "demo sweep wall time / plain Optuna script", "demo sweep tail (s)",
                  "demo sweep wall time / Ray Tune by hand", "demo sweep start-up joining a running Ray (s)"):
@@ -136,3 +137,10 @@ def test_asha_ranking_trials_by_how_they_end_keeps_the_late_bloomer_it_would_oth
     # ranked by accuracy at epoch 1, trial 2 is behind trial 1 and stopped; ranked by how it ends, it runs
     assert replay_asha(records, 0.95, epochs=3) is None
     assert replay_asha(knowing, 0.95, epochs=3, rank_by=(FINAL_BEST, "max")) == 3 + 3
+
+
+def test_warm_start_counts_trials_until_one_reaches_the_target_lower_being_better():
+    from bench.warm_bench import trials_to_target
+
+    assert trials_to_target([1.4, 1.2, 1.1, 1.0], 1.15) == 3
+    assert trials_to_target([1.1], 1.15) == 1 and trials_to_target([1.4, 1.3], 1.15) is None
