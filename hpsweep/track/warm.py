@@ -22,7 +22,7 @@ from hpsweep.track.queries import UnknownSweep, find_sweep, search_all, trial_ru
 
 log = logging.getLogger(__name__)
 
-#: at most this many earlier sweeps lend trials to `auto` (the newest ones), as SageMaker's warm start
+#: at most this many earlier sweeps lend trials to `auto` (the newest that may), as SageMaker's warm start
 AUTO_SWEEPS = 5
 #: at most this many of the borrowed configurations run again first, so that this sweep's own numbers
 #: (its epochs, its data split) are measured on the best of them
@@ -72,6 +72,8 @@ def gather(client: Any, spec: SweepSpec, parent_id: str, fingerprint: str) -> Wa
         if why:
             found.skipped.append(f"sweep {sweep_id}: {why}")
             continue
+        if spec.search.warm_start == "auto" and len(found.sweeps) == AUTO_SWEEPS:
+            break  # the newest that may lend, however many others of the trainable came between
         found.sweeps.append(sweep_id)
         space = SearchSpace.of(spec)
         for run in trial_runs(client, parent):
@@ -93,7 +95,7 @@ def _lenders(client: Any, spec: SweepSpec, parent_id: str, found: WarmStart) -> 
         experiments = [e.experiment_id for e in client.search_experiments()]
         runs = search_all(client, experiments, f"tags.`{C.ROLE_TAG}` = '{C.SWEEP_ROLE}' and "
                           f"tags.`{C.TRAINABLE_TAG}` = '{spec.trainable}'", order_by=["attributes.start_time DESC"])
-        return [r for r in runs if r.info.run_id != parent_id][:AUTO_SWEEPS]
+        return [r for r in runs if r.info.run_id != parent_id]
     parents = []
     for ref in wanted or []:
         try:
