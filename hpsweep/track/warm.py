@@ -17,7 +17,7 @@ from hpsweep import contract as C
 from hpsweep.search.space import SearchSpace, distribution, encode
 from hpsweep.spec.dimensions import set_by_option
 from hpsweep.spec.params import Choice, IntRange, LogUniform, Uniform
-from hpsweep.spec.sweep_spec import SweepSpec
+from hpsweep.spec.sweep_spec import TRAINING_KNOBS, SweepSpec
 from hpsweep.track.queries import UnknownSweep, find_sweep, search_all, trial_runs
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,20 @@ def fitted(config: dict[str, Any], space: SearchSpace) -> tuple[dict[str, Any] |
         kind, _, option = dim.condition.partition(" = ")
         if name not in params and (not dim.condition or config.get(kind) == option):
             return None, f"it has no {name}, which this sweep searches"
-    return params, ""
+    return (params, "") if not (why := _unset_fixed(config, space)) else (None, why)
+
+
+def _unset_fixed(config: dict[str, Any], space: SearchSpace) -> str:
+    """Why `config` ran without a value this space fixes (at other than the knob's default), or ''."""
+    conditional = {name: when for name, (_, when) in space.option_constants().items()}
+    fixed = {**space.fixed(), **{name: value for name, (value, _) in space.option_constants().items()}}
+    for name, value in fixed.items():
+        kind, _, option = conditional.get(name, "").partition(" = ")
+        if name in config or (kind and config.get(kind) != option):
+            continue
+        if name not in TRAINING_KNOBS or TRAINING_KNOBS[name].default != value:
+            return f"it ran without {name}, which this sweep fixes at {value}"
+    return ""
 
 
 def _inside(value: Any, param: Any) -> bool:

@@ -84,6 +84,7 @@ def test_sweeps_of_other_data_or_another_metric_lend_nothing(ray_session, tmp_pa
     ({"lr": 0.01, "optimizer": "adam", "dropout": 0.2}, "dropout is not in this sweep's space"),
     ({"optimizer": "adam"}, "it has no lr, which this sweep searches"),
     ({"lr": 0.01, "optimizer": "sgd", "optimizer.sgd.nesterov": True}, "it has no optimizer.sgd.momentum"),
+    ({"lr": 0.01, "optimizer": "sgd", "optimizer.sgd.momentum": 0.9}, "it ran without optimizer.sgd.nesterov"),
 ])
 def test_a_trial_that_does_not_fit_the_new_space_is_skipped_with_the_reason(tmp_path, config, why):
     from hpsweep.search.space import SearchSpace
@@ -93,6 +94,20 @@ def test_a_trial_that_does_not_fit_the_new_space_is_skipped_with_the_reason(tmp_
         "adam": {}, "sgd": {"momentum": {"uniform": [0.5, 0.99]}, "nesterov": True}}}})
     params, reason = fitted(config, SearchSpace.of(spec))
     assert params is None and reason.startswith(why)
+
+
+@pytest.mark.parametrize(("config", "fits"), [
+    ({"lr": 0.01}, False),  # ran without dropout, at the default 0.0: this sweep fixes 0.3
+    ({"lr": 0.01, "dropout": 0.3}, True),
+])
+def test_a_value_this_sweep_fixes_must_be_the_one_the_trial_ran_with(tmp_path, config, fits):
+    from hpsweep.search.space import SearchSpace
+    from hpsweep.track.warm import fitted
+
+    spec = spec_for(tmp_path, space={"lr": {"loguniform": [1.0e-4, 0.1]}, "dropout": 0.3, "batch_size": 64})
+    params, reason = fitted({**config, "batch_size": 64}, SearchSpace.of(spec))  # 64: as logged, or the default
+    assert (params is not None) == fits and (fits or reason == "it ran without dropout, which this sweep fixes at 0.3")
+    assert fitted({**config, "dropout": 0.3}, SearchSpace.of(spec))[0] is not None  # batch_size 64 is the default
 
 
 def test_an_sgd_trial_with_its_own_lr_fits_and_its_unused_top_level_draw_is_not_held_against_it(tmp_path):
