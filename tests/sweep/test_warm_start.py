@@ -119,3 +119,16 @@ def test_an_sgd_trial_with_its_own_lr_fits_and_its_unused_top_level_draw_is_not_
     # logged as it trained: lr shows the SGD option's own 0.2, outside the top-level range
     params, reason = fitted({"lr": 0.2, "optimizer": "sgd", "optimizer.sgd.lr": 0.2}, SearchSpace.of(spec))
     assert reason == "" and params["optimizer.sgd.lr"] == 0.2 and 1.0e-4 <= params["lr"] <= 1.0e-2
+
+
+def test_auto_borrows_from_the_five_newest_sweeps_that_may_lend(ray_session, tmp_path, run_cli):
+    """A newer sweep of other data does not crowd out older ones that fit: it is skipped, with why."""
+    for n in range(1, 7):
+        _run(run_cli, tmp_path, _steady(tmp_path, f"lender{n}", high=1.0, trials=1))
+    _run(run_cli, tmp_path, _steady(tmp_path, "otherdata", high=1.0, trials=1,
+                                    split={"train": 0.6, "val": 0.2, "test": 0.2}))
+    _run(run_cli, tmp_path, _steady(tmp_path, "auto", high=1.0, trials=2, warm="auto"))
+    warm, _ = _trials(tmp_path, "auto")
+    assert [s.split("-2")[0] for s in warm["sweeps"]] == ["lender6", "lender5", "lender4", "lender3", "lender2"]
+    assert len(warm["borrowed"]) == 5 and len(warm["skipped"]) == 1
+    assert warm["skipped"][0].startswith("sweep otherdata-") and "different data" in warm["skipped"][0]
