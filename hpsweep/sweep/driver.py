@@ -131,7 +131,7 @@ def _run(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data: PreparedData |
     failed = 0
     with closing_out(live) as outcome:
         say(f"MLflow: experiment {spec.experiment_name!r}, parent run {tracker.parent_id}; starting the first trials")
-        say(f"MLflow UI: {runs_page(tracker.uri, tracker.experiment_id, tracker.metric, spec.train.modes()[0])}"
+        say(f"MLflow UI: {runs_page(tracker.uri, tracker.experiment_id, tracker.metric, tracker.mode)}"
             + (f"  (serve it with: {command})" if (command := ui_command(tracker.uri)) else ""))
         warm = warm_start(spec, plan, tracker, say)
         with graceful_interrupt():
@@ -155,7 +155,7 @@ def _run(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data: PreparedData |
     return SweepOutcome(plan.sweep_id, spec.experiment_name, tracker.parent_id, tracker.uri, tracker.metric,
                         tracker.trials, failed, best, best_params, interrupted=not completed, results=plan.folder,
                         report=_report(tracker, plan) if completed else None, fault=live.fault,
-                        experiment_id=tracker.experiment_id, mode=spec.train.modes()[0])
+                        experiment_id=tracker.experiment_id, mode=tracker.mode)
 
 
 def _fit(tuner: Any, live: LiveSweep) -> None:

@@ -134,7 +134,8 @@ def _borrow(run: Any, space: SearchSpace, metric: str, sweep_id: str) -> tuple[B
 def fitted(config: dict[str, Any], space: SearchSpace) -> tuple[dict[str, Any] | None, str]:
     """`config` (a trial's parameters) as Optuna's parameters of `space`, or (None, the first misfit)."""
     dims = {d.name: d for d in space.dimensions()}
-    fixed = {**space.fixed(), **{k: v for k, (v, _) in space.option_constants().items()}}
+    constants = space.option_constants()  # fixed parameters of one option, with the condition they need
+    fixed = {**space.fixed(), **{k: v for k, (v, _) in constants.items()}}
     params: dict[str, Any] = {}
     for name, value in config.items():
         if name in dims:
@@ -150,23 +151,19 @@ def fitted(config: dict[str, Any], space: SearchSpace) -> tuple[dict[str, Any] |
         else:
             return None, f"{name} is not in this sweep's space"
     for name, dim in dims.items():
-        kind, _, option = dim.condition.partition(" = ")
-        if name not in params and (not dim.condition or config.get(kind) == option):
+        if name not in params and _applies(dim.condition, config):
             return None, f"it has no {name}, which this sweep searches"
-    return (params, "") if not (why := _unset_fixed(config, space)) else (None, why)
+    for name, value in fixed.items():  # a value this sweep fixes, the trial ran without (its default counts)
+        if name not in config and _applies(constants.get(name, (None, ""))[1], config) and (
+                name not in TRAINING_KNOBS or TRAINING_KNOBS[name].default != value):
+            return None, f"it ran without {name}, which this sweep fixes at {value}"
+    return params, ""
 
 
-def _unset_fixed(config: dict[str, Any], space: SearchSpace) -> str:
-    """Why `config` ran without a value this space fixes (at other than the knob's default), or ''."""
-    conditional = {name: when for name, (_, when) in space.option_constants().items()}
-    fixed = {**space.fixed(), **{name: value for name, (value, _) in space.option_constants().items()}}
-    for name, value in fixed.items():
-        kind, _, option = conditional.get(name, "").partition(" = ")
-        if name in config or (kind and config.get(kind) != option):
-            continue
-        if name not in TRAINING_KNOBS or TRAINING_KNOBS[name].default != value:
-            return f"it ran without {name}, which this sweep fixes at {value}"
-    return ""
+def _applies(condition: str, config: dict[str, Any]) -> bool:
+    """Whether a branch condition (`optimizer = sgd`) holds for the trial; no condition always does."""
+    kind, _, option = condition.partition(" = ")
+    return not condition or config.get(kind) == option
 
 
 def _inside(value: Any, param: Any) -> bool:
