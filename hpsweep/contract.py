@@ -17,6 +17,8 @@ SWEEP_TAG = "hpsweep.sweep_id"  #: on the parent run and every trial run of a sw
 TRIAL_TAG = "hpsweep.trial_id"  #: Ray Tune's trial id, on each trial run
 PARENT_TAG = "mlflow.parentRunId"  #: MLflow's nesting: set on trial runs, naming the sweep's parent run
 ROLE_TAG, SWEEP_ROLE = "hpsweep.role", "sweep"  #: on parent runs only, so a query finds them without the trials
+#: the role of a confirmation's parent run, nested under the sweep it confirms and never taken for that sweep
+CONFIRMATION_ROLE = "confirmation"
 SWEEP_NAME_TAG = "hpsweep.sweep_name"
 TRAINABLE_TAG = "hpsweep.trainable"
 SOURCE_TAG = "hpsweep.source"  #: the sweep file the sweep was started from
@@ -29,6 +31,9 @@ BEST_RUN_TAG = "hpsweep.best_run_id"
 BEST_MODEL_TAG = "hpsweep.best_model_uri"  #: on the parent: the best trial's logged model
 MODEL_URI_TAG = "hpsweep.model_uri"  #: on the best trial's run: its logged model
 PROMOTION_TAG = "hpsweep.promotion"  #: prefix; `hpsweep.promotion.<alias>` on the parent run
+#: on a confirmation's parent run (`promote --confirm`): the sweep whose best configurations it re-trains
+CONFIRMS_TAG = "hpsweep.confirms"
+CONFIRM_KEY_TAG = "hpsweep.confirm_key"  #: which configurations and seeds the confirmation re-trains
 NOTE_TAG = "mlflow.note.content"
 #: on the experiment: MLflow 3's UI opens a "custom_model_development" experiment on its runs
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
@@ -52,6 +57,10 @@ CONFUSION_FILE = "confusion_matrix.json"
 CHECKPOINT_ARTIFACTS = "checkpoint"
 REPORT_ARTIFACTS = "report"
 PROMOTIONS_ARTIFACTS = "promotions"
+CONFIRMATION_FILE = "promotions/confirmation.json"  #: on the parent: the latest confirmation's numbers
+
+#: a confirmation trial's config key: the seed of its initial weights and batch order (train.trial_seed)
+SEED_PARAM = "seed"
 
 # ---------------------------------------------------------------- run names and metrics
 

@@ -83,9 +83,15 @@ class TrainSpec(StrictModel):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="mixed precision on a GPU (auto: bf16 where supported, else fp16); fp32 on a CPU")
     seed: int = Field(0, ge=0, description="seeds the splits, the model's initial weights and the batch order")
+    trial_seed: int | None = Field(None, ge=0, description="seeds the model's initial weights and the batch order "
+                                   "only, the splits staying on `seed` (default: seed; `promote --confirm` sets it)")
     checkpoint_every: Annotated[float, BeforeValidator(duration, json_schema_input_type=float | str)] = Field(
         1.0, ge=0, description="a trial checkpoints its best and last epochs, and others when this long (seconds, "
         "or 30s, 5m) has passed since its previous checkpoint; 0: every epoch")
+
+    def init_seed(self) -> int:
+        """What seeds a trial's initial weights and batch order."""
+        return self.seed if self.trial_seed is None else self.trial_seed
 
     @field_validator("metric")
     @classmethod

@@ -135,7 +135,8 @@ def _run(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data: PreparedData |
             + (f"  (serve it with: {command})" if (command := ui_command(tracker.uri)) else ""))
         warm = warm_start(spec, plan, tracker, say)
         with graceful_interrupt():
-            _fit(make_tuner(spec, shared, pretrained, plan, own_ray=session.started, warm=warm), live)
+            _fit(make_tuner(spec, shared, pretrained, plan, own_ray=session.started, warm=warm, fixed=plan.fixed),
+                 live)
         for record in tracker.trials.values():  # Ray's final state is saved: only the best and latest stay
             if record.best_checkpoint is not None:
                 best = Path(record.best_checkpoint.path)
@@ -180,7 +181,7 @@ def _open_tracker(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data: Prepa
         try:
             tracker = SweepTracker(spec, plan.sweep_id, sweep_text, state.tracking_uri, effective=state.raw,
                                    attach=plan.resuming, class_names=data.class_names if data is not None else (),
-                                   fingerprint=data_fingerprint(spec, data))
+                                   fingerprint=data_fingerprint(spec, data), parent_tags=plan.parent_tags)
         except Exception as exc:
             if not plan.resuming:  # nothing ran and nothing was recorded: no sweep for the next run to resume
                 (plan.folder / STATE_FILE).unlink(missing_ok=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,9 @@ class SweepPlan:
     state: SweepState
     resuming: bool
     abandoned: tuple[Path, SweepState] | None = None  #: an unfinished sweep that --restart gives up
+    #: the configurations to run in place of a search, each once (a confirmation's: `promote --confirm`)
+    fixed: list[dict[str, Any]] | None = None
+    parent_tags: dict[str, str] = field(default_factory=dict)  #: extra tags of a new sweep's parent run
 
     @property
     def sweep_id(self) -> str:

@@ -21,11 +21,12 @@ from hpsweep.track.warm import WarmStart, as_trials
 
 
 def make_tuner(spec: SweepSpec, data: Any, pretrained: Any, plan: SweepPlan, own_ray: bool = False,
-               warm: WarmStart | None = None) -> Any:
+               warm: WarmStart | None = None, fixed: list[dict[str, Any]] | None = None) -> Any:
     """A new Tuner, or, for a sweep that ran before, Ray Tune's saved experiment restored: finished trials
     kept, unfinished ones continued from their latest checkpoints, the searcher's state reloaded.
     `own_ray`: Ray was started by this process (RaySession), whose workers inherit its environment.
-    `warm`: earlier sweeps' trials for a new tuner's sampler (a restored one has them already)."""
+    `warm`: earlier sweeps' trials for a new tuner's sampler (a restored one has them already).
+    `fixed`: the configurations to run, each once, in place of a search (a confirmation's)."""
     from ray import tune
 
     tune_forwards_no_cloud_secrets()  # Ray would record them with every trial actor
@@ -52,7 +53,7 @@ def make_tuner(spec: SweepSpec, data: Any, pretrained: Any, plan: SweepPlan, own
         # Unpickles the experiment's state: the results folder must be trusted (docs/running.md).
         return tune.Tuner.restore(str(plan.folder), trainable=trainable, resume_unfinished=True,
                                   resume_errored=False, restart_errored=False)
-    return _build_tuner(spec, trainable, plan, warm)
+    return _build_tuner(spec, trainable, plan, warm, fixed)
 
 
 def _restorable(folder: Path) -> bool:
@@ -67,20 +68,34 @@ def _restorable(folder: Path) -> bool:
             and any(folder.glob("search_gen_state-*.json")))
 
 
-def _build_tuner(spec: SweepSpec, trainable: Any, plan: SweepPlan, warm: WarmStart | None) -> Any:
-    from ray import tune
-    from ray.tune.logger import JsonLoggerCallback
-    from ray.tune.search import ConcurrencyLimiter
+def _searcher(spec: SweepSpec, warm: WarmStart | None, fixed: list[dict[str, Any]] | None) -> Any:
+    """Optuna's sampler behind Ray's OptunaSearch, or, for a confirmation, its fixed configurations."""
     from ray.tune.search.optuna import OptunaSearch
 
     metrics, modes = spec.train.metrics(), spec.train.modes()
+    if fixed is not None:
+        from hpsweep.search.fixed import FixedConfigs
+
+        return FixedConfigs(fixed, metrics[0], modes[0])
     single = len(metrics) == 1
     space = SearchSpace.of(spec)
-    searcher: Any = OptunaSearch(space=space.define_by_run, sampler=make_sampler(spec),
-                                 metric=metrics[0] if single else metrics, mode=modes[0] if single else modes,
-                                 points_to_evaluate=warm.rerun if warm is not None and single else None)
+    searcher = OptunaSearch(space=space.define_by_run, sampler=make_sampler(spec),
+                            metric=metrics[0] if single else metrics, mode=modes[0] if single else modes,
+                            points_to_evaluate=warm.rerun if warm is not None and single else None)
     if warm is not None and single:  # the borrowed trials are finished trials of the sampler's study
         add_finished_trials(searcher, as_trials(warm, space))
+    return searcher
+
+
+def _build_tuner(spec: SweepSpec, trainable: Any, plan: SweepPlan, warm: WarmStart | None,
+                 fixed: list[dict[str, Any]] | None) -> Any:
+    from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
+    from ray.tune.search import ConcurrencyLimiter
+
+    metrics, modes = spec.train.metrics(), spec.train.modes()
+    single = len(metrics) == 1
+    searcher = _searcher(spec, warm, fixed)
     if spec.search.max_concurrent:
         searcher = ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent)
     return tune.Tuner(

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hpsweep.contract import RESULT_ERROR, RESULT_SCORE, RESULT_STOP, StopReason
+from hpsweep.contract import RESULT_ERROR, RESULT_SCORE, RESULT_STOP, SEED_PARAM, StopReason
 from hpsweep.spec.sweep_spec import SweepSpec, validate_data
 from hpsweep.sweep.checkpoints import REPORTED_FILE, read_reported
 from hpsweep.sweep.node_data import on_this_node
@@ -79,6 +79,10 @@ def _train(config: dict[str, Any], context: TrialContext, data: Any, fetch: list
 
     torch.set_num_threads(max(1, math.floor(context.cpus)))  # no oversubscription when trials share CPUs
     context.data = on_this_node(data, fetch) if data is not None else None  # views of the node's one copy
+    if (seed := config.get(SEED_PARAM)) is not None:  # a confirmation's trial: its own seed, the same splits
+        config = {k: v for k, v in config.items() if k != SEED_PARAM}
+        context.spec = context.spec.model_copy(update={"train": context.spec.train.model_copy(
+            update={"trial_seed": int(seed)})})
     load_trainable(context.spec.trainable)(config, context)
 
 

@@ -56,7 +56,10 @@ def model_versions(client: Any, name: str) -> list[Any]:
 
 
 def is_parent(run: Any) -> bool:
-    return C.SWEEP_TAG in run.data.tags and C.PARENT_TAG not in run.data.tags
+    """A sweep's parent run: a confirmation's too, which is nested under the sweep it confirms."""
+    tags = run.data.tags
+    return C.SWEEP_TAG in tags and (C.PARENT_TAG not in tags
+                                    or tags.get(C.ROLE_TAG) in (C.SWEEP_ROLE, C.CONFIRMATION_ROLE))
 
 
 def latest_parent(client: Any, name: str) -> Any:
@@ -83,7 +86,9 @@ def _untagged_parent(client: Any, experiment_id: str, name: str) -> Any:
 
 def trial_runs(client: Any, parent: Any) -> list[Any]:
     """Every trial run of a sweep, by trial number (trial-999 before trial-1000)."""
-    runs = search_all(client, [parent.info.experiment_id], f"tags.`{C.PARENT_TAG}` = '{parent.info.run_id}'")
+    runs = [run for run in search_all(client, [parent.info.experiment_id],
+                                      f"tags.`{C.PARENT_TAG}` = '{parent.info.run_id}'")
+            if C.ROLE_TAG not in run.data.tags]  # a confirmation's parent run is nested here too
     return sorted(runs, key=lambda run: (C.trial_number(run.info.run_name) or 0, run.info.run_name or ""))
 
 

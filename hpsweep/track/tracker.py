@@ -44,11 +44,13 @@ class SweepTracker(Resuming):
 
     def __init__(self, spec: SweepSpec, sweep_id: str, sweep_text: str, uri: str | None = None,
                  effective: dict[str, Any] | None = None, attach: bool = False,
-                 class_names: tuple[str, ...] = (), flush_s: float | None = None, fingerprint: str = "") -> None:
+                 class_names: tuple[str, ...] = (), flush_s: float | None = None, fingerprint: str = "",
+                 parent_tags: Mapping[str, str] | None = None) -> None:
         """`attach`: continue the sweep's existing parent run and trial runs (a resumed sweep).
         `class_names`: the classes of classification data, to label confusion matrices.
         `flush_s`: the longest a trial's epoch metrics wait before they are written (default: flush_interval()).
-        `fingerprint`: the data's (PreparedData.fingerprint), which later sweeps' warm start compares."""
+        `fingerprint`: the data's (PreparedData.fingerprint), which later sweeps' warm start compares.
+        `parent_tags`: more tags for a new parent run (a confirmation's nest it under the sweep it confirms)."""
         import mlflow
         from mlflow import MlflowClient
 
@@ -78,7 +80,7 @@ class SweepTracker(Resuming):
             C.TRAINABLE_TAG: spec.trainable, C.NOTE_TAG: spec.description or f"hpsweep sweep {spec.name}",
             C.BASE_DIR_TAG: str(spec.base_dir), C.SOURCE_TAG: spec.source,
             **({C.FINGERPRINT_TAG: fingerprint} if fingerprint else {}),
-            **({C.GIT_COMMIT_TAG: commit} if (commit := git_commit(spec.base_dir)) else {}),
+            **({C.GIT_COMMIT_TAG: commit} if (commit := git_commit(spec.base_dir)) else {}), **(parent_tags or {}),
         })
         self.parent_id = parent.info.run_id
         self._log_sweep(sweep_text, effective)

@@ -27,7 +27,7 @@ def loop_settings(spec: SweepSpec) -> LoopSettings:
     augment = spec.data.augment if isinstance(spec.data, IMAGE_SOURCES) and spec.data.augment.active else None
     return LoopSettings(epochs=spec.train.epochs, objectives=tuple(zip(spec.train.metrics(), spec.train.modes(),
                                                                        strict=True)),
-                        patience=spec.train.patience, precision=spec.train.precision, seed=spec.train.seed,
+                        patience=spec.train.patience, precision=spec.train.precision, seed=spec.train.init_seed(),
                         augment=augment)
 
 
@@ -57,7 +57,7 @@ def prepare_for(spec: SweepSpec, trainable: Trainable, cache: Path | None = None
 
 def build_net(spec: SweepSpec, data: PreparedData, params: TrialParams,
               pretrained: Mapping[str, torch.Tensor] | None = None) -> Net:
-    torch.manual_seed(spec.train.seed)  # the same seed initialises every trial's model the same way
+    torch.manual_seed(spec.train.init_seed())  # the same seed initialises every trial's model the same way
     return build_model(architecture(spec, params), data.input_shape, data.num_outputs, dropout=params.dropout,
                        hidden_sizes=list(spec.model.hidden_sizes), pretrained=spec.model.pretrained,
                        base_dir=spec.base_dir, state=pretrained)
