@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,8 +26,26 @@ class PromotionError(UserError):
     """Bad input for a promotion: an unknown sweep, no finished trial, or data the models cannot share."""
 
 
-def promote(ref: str, *, model_name: str | None = None, alias: str | None = None,
-            min_improvement: float | None = None, dry_run: bool = False, uri: str | None = None) -> Decision:
+@dataclass(frozen=True)
+class Target:
+    """What a promotion compares and where it registers: the sweep, its metric, the model name and alias."""
+
+    client: Any
+    sweep: RecordedSweep
+    val_metric: str  #: the sweep's validation metric, e.g. val_accuracy
+    mode: str
+    name: str
+    alias: str
+    margin: float
+
+    @property
+    def metric(self) -> str:
+        """The test metric compared, e.g. accuracy."""
+        return self.val_metric.removeprefix("val_")
+
+
+def target(ref: str, model_name: str | None, alias: str | None, min_improvement: float | None,
+           uri: str | None) -> Target:
     import mlflow
     from mlflow import MlflowClient
 
@@ -37,29 +56,46 @@ def promote(ref: str, *, model_name: str | None = None, alias: str | None = None
     val_metric, mode = spec.train.metrics()[0], spec.train.modes()[0]
     if not val_metric.startswith("val_"):
         raise PromotionError(f"promotion compares a validation metric on the test split; train.metric is {val_metric}")
-    metric = val_metric.removeprefix("val_")
-    name = model_name or spec.registry.model_name or spec.name
-    alias = alias or spec.registry.alias
-    margin = spec.registry.min_improvement if min_improvement is None else min_improvement
-    best = _best_trial(client, sweep.parent, val_metric, mode)
+    return Target(client, sweep, val_metric, mode, model_name or spec.registry.model_name or spec.name,
+                  alias or spec.registry.alias,
+                  spec.registry.min_improvement if min_improvement is None else min_improvement)
+
+
+def test_data(spec: SweepSpec) -> tuple[PreparedData, Any]:
+    """The sweep's data, and its test split as a served model receives it; PromotionError without one."""
     from hpsweep.train.data import prepare
 
     data = prepare(spec)
     if data.test is None or len(data.test) == 0:
         raise PromotionError("the sweep has no test split (data.split.test is 0): nothing to promote on")
-    inputs = _raw_test_inputs(spec, data)
+    return data, _raw_test_inputs(spec, data)
+
+
+def promote(ref: str, *, model_name: str | None = None, alias: str | None = None,
+            min_improvement: float | None = None, dry_run: bool = False, uri: str | None = None) -> Decision:
+    goal = target(ref, model_name, alias, min_improvement, uri)
+    client, sweep = goal.client, goal.sweep
+    best = _best_trial(client, sweep.parent, goal.val_metric, goal.mode)
+    data, inputs = test_data(sweep.spec)
     model_uri = best.data.tags[C.MODEL_URI_TAG]
-    challenger = Candidate("challenger", model_uri, _evaluate(model_uri, data, inputs),
+    challenger = Candidate("challenger", model_uri, evaluate(model_uri, data, inputs),
                            params=dict(best.data.params), run_id=best.info.run_id)
-    champion = _champion(client, name, alias, data, inputs)
-    promoted, reason = _decide(challenger, champion, metric, mode, margin)
-    decision = Decision(promoted, reason, name, alias, metric, mode, challenger, champion, dry_run=dry_run,
-                        sweep_id=sweep.parent.data.tags[C.SWEEP_TAG])
-    if dry_run:
+    champion = champion_of(goal, data, inputs)
+    promoted, reason = _decide(challenger, champion, goal.metric, goal.mode, goal.margin)
+    decision = Decision(promoted, reason, goal.name, goal.alias, goal.metric, goal.mode, challenger, champion,
+                        dry_run=dry_run, sweep_id=sweep.sweep_id)
+    return settle(goal, decision, best, data)
+
+
+def settle(goal: Target, decision: Decision, run: Any, data: PreparedData) -> Decision:
+    """Write the decision: register `run`'s model and move the alias when promoted; record it either way
+    (a dry run writes nothing)."""
+    if decision.dry_run:
         return decision
-    if promoted:
-        return promote_version(client, decision, best, data.fingerprint(), val_metric, sweep.parent.info.run_id)
-    record(client, sweep.parent.info.run_id, decision)
+    parent_id = goal.sweep.parent.info.run_id
+    if decision.promoted:
+        return promote_version(goal.client, decision, run, data.fingerprint(), goal.val_metric, parent_id)
+    record(goal.client, parent_id, decision)
     return decision
 
 
@@ -98,7 +134,7 @@ def _raw_test_inputs(spec: SweepSpec, data: PreparedData) -> Any:
     return table.iloc[rows].reset_index(drop=True)
 
 
-def _evaluate(model_uri: str, data: PreparedData, inputs: Any) -> dict[str, float]:
+def evaluate(model_uri: str, data: PreparedData, inputs: Any) -> dict[str, float]:
     """Test metrics of one model; its own preprocessing is applied to the raw inputs."""
     from hpsweep.registry.model_format import load_registered, raw_outputs
 
@@ -122,11 +158,12 @@ def _evaluate(model_uri: str, data: PreparedData, inputs: Any) -> dict[str, floa
     return {**values, "loss": float(torch.nn.functional.cross_entropy(logits, data.test.y))}
 
 
-def _champion(client: Any, name: str, alias: str, data: PreparedData, inputs: Any) -> Candidate | None:
+def champion_of(goal: Target, data: PreparedData, inputs: Any) -> Candidate | None:
     """The version the alias points at, evaluated; None only when the model or the alias does not exist
     yet. Any other failure to read the registry (a network, permission or server error) is raised: a
     champion that could not be read must never count as no champion."""
-    version = current_version(client, name, alias)
+    client, name = goal.client, goal.name
+    version = current_version(client, name, goal.alias)
     if version is None:
         return None
     uri = f"models:/{name}/{version.version}"
@@ -136,7 +173,7 @@ def _champion(client: Any, name: str, alias: str, data: PreparedData, inputs: An
             run_params = dict(client.get_run(version.run_id).data.params)
         except Exception:
             run_params = {}
-    return Candidate("champion", uri, _evaluate(uri, data, inputs), params=run_params, run_id=version.run_id or "",
+    return Candidate("champion", uri, evaluate(uri, data, inputs), params=run_params, run_id=version.run_id or "",
                      version=str(version.version))
 
 

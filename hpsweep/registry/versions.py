@@ -43,6 +43,8 @@ class Decision:
     version: str = ""  #: the version created when promoted
     dry_run: bool = False
     sweep_id: str = ""
+    #: `promote --confirm`'s numbers (confirmation.summary): every seed, the bounds, the selection bias
+    confirmation: dict[str, Any] | None = None
 
 
 def promote_version(client: Any, decision: Decision, best: Any, fingerprint: str, val_metric: str,
@@ -100,15 +102,32 @@ def _tag_version(client: Any, decision: Decision, best: Any, fingerprint: str, v
         "hpsweep.previous_champion": decision.champion.version if decision.champion else "none",
         C.DECISION_TAG: "promoted", "hpsweep.reason": decision.reason, C.ALIAS_TAG: decision.alias,
     }
+    origin = f"Best trial ({best.info.run_name}) of sweep {decision.sweep_id}"
+    if (confirmed := decision.confirmation) is not None:
+        tags |= confirmation_tags(confirmed)
+        origin = (f"Seed {confirmed['registered_seed']} of configuration #{confirmed['chosen_rank']} of sweep "
+                  f"{decision.sweep_id}, re-trained in {confirmed['confirmation_sweep']}")
     for key, value in tags.items():
         client.set_model_version_tag(decision.model_name, decision.version, key, value)
     client.update_model_version(decision.model_name, decision.version, description=(
-        f"Best trial ({best.info.run_name}) of sweep {decision.sweep_id}, promoted to @{decision.alias}: test "
-        f"{decision.metric} {test[decision.metric]:.4g} on the held-out split. {decision.reason}."))
+        f"{origin}, promoted to @{decision.alias}: test {decision.metric} {test[decision.metric]:.4g} on the "
+        f"held-out split. {decision.reason}."))
     if not (client.get_registered_model(decision.model_name).description or ""):  # a user's text stays
         client.update_registered_model(decision.model_name, description=(
             f"Models promoted by hpsweep: each version is the best trial of a sweep, scored on its data's "
             f"held-out test split ({decision.metric}); @{decision.alias} is the best promoted so far."))
+
+
+def confirmation_tags(confirmed: dict[str, Any]) -> dict[str, str]:
+    """A confirmed version's tags: the method, the chosen configuration's per-seed test values and bound,
+    the registered seed and the selection bias of the sweep's best trial."""
+    chosen = next(c for c in confirmed["configurations"] if c["rank"] == confirmed["chosen_rank"])
+    return {"hpsweep.confirm.method": f"{confirmed['method']} ({confirmed['confidence']:.0%})",
+            "hpsweep.confirm.seeds": json.dumps({str(s["seed"]): s["test"] for s in chosen["seeds"]}),
+            "hpsweep.confirm.test_mean": repr(chosen["test_mean"]), "hpsweep.confirm.bound": repr(chosen["bound"]),
+            "hpsweep.confirm.registered_seed": str(confirmed["registered_seed"]),
+            "hpsweep.confirm.selection_bias": repr(confirmed["selection_bias"]),
+            "hpsweep.confirm.sweep_id": confirmed["confirmation_sweep"]}
 
 
 def _settle_alias(client: Any, decision: Decision, fingerprint: str, rounds: int = 3) -> None:
@@ -180,3 +199,7 @@ def record(client: Any, parent_run_id: str, decision: Decision) -> None:
     summary = f"{'promoted' if decision.promoted else 'held'}" + (f" as version {decision.version}"
                                                                    if decision.version else "")
     client.set_tag(parent_run_id, f"{C.PROMOTION_TAG}.{decision.alias}", f"{stamp}: {summary}")
+    if decision.confirmation is not None:  # the report shows the latest confirmation's numbers
+        client.log_dict(parent_run_id, {**decision.confirmation, "decision": decision.reason}, C.CONFIRMATION_FILE)
+        if (bias := decision.confirmation["selection_bias"]) is not None:
+            client.set_tag(parent_run_id, "hpsweep.selection_bias", repr(bias))
