@@ -33,6 +33,29 @@ def non_negative(text: str) -> float:
     return value
 
 
+def at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= `low`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low} (got {text!r})")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+def probability(text: str) -> float:
+    """An argparse type: a number strictly between 0 and 1."""
+    value = non_negative(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, exclusive (got {text!r})")
+    return value
+
+
 def checked(check: Callable[[str], str]) -> Callable[[str], str]:
     """An argparse type from a spec check that raises ValueError (argparse names the flag in its error)."""
     def parse(text: str) -> str:

@@ -16,14 +16,14 @@ EXAMPLES = {
     "list": "hpsweep list --tracking-uri sqlite:///mlflow.db",
     "report": "hpsweep report digits-cnn",
     "compare": "hpsweep compare digits-cnn digits-mlp",
-    "promote": "hpsweep promote digits-cnn --dry-run",
+    "promote": "hpsweep promote digits-cnn --dry-run\n  hpsweep promote digits-cnn --confirm 3 --seeds 3",
     "predict": "hpsweep predict models:/digits-cnn@champion digits-png --out predictions.csv",
     "data": "hpsweep data export-digits digits-png",
 }
 
 EXIT_CODES = "exit codes: 0 done, 1 a failure while running, 2 bad input (one line naming the field, flag or file)"
 SWEEP_EXIT_CODES = EXIT_CODES + ",\n            130 interrupted by Ctrl-C, 143 ended by SIGTERM (both resumable)"
-SWEEP_VERBS = frozenset({"run", "resume"})
+SWEEP_VERBS = frozenset({"run", "resume", "promote"})  #: promote --confirm runs a sweep
 
 
 def finish_verbs(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -6,21 +6,69 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from hpsweep.cli.common import EXIT_OK, checked, non_negative, tracking_uri_option
+from hpsweep.cli.common import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    at_least,
+    checked,
+    non_negative,
+    probability,
+    storage_option,
+    tracking_uri_option,
+)
 from hpsweep.cli.inspect_verbs import SWEEP_HELP
-from hpsweep.cli.render import print_decision
+from hpsweep.cli.render import print_confirmation, print_decision
 from hpsweep.errors import UserError
 from hpsweep.spec.fields import check_alias, check_name
+from hpsweep.track.uris import check_tracking_uri
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    """Evaluate the sweep's best model and the champion on the test split; move the alias only if it wins."""
-    from hpsweep.registry.promote import promote
+    """Evaluate the sweep's best model and the champion on the test split; move the alias only if it wins.
+    With --confirm, the top configurations are re-trained with fresh seeds first (sweep/confirm.py)."""
+    from hpsweep.registry.promote import promote, target
     from hpsweep.sweep.quiet import quiet
 
+    if args.confirm is None:
+        if args.seeds is not None or args.confidence is not None:
+            raise UserError(f"{'--seeds' if args.seeds is not None else '--confidence'}: takes effect with --confirm K")
+        with quiet(args.verbose):
+            decision = promote(args.sweep, model_name=args.model_name, alias=args.alias,
+                               min_improvement=args.min_improvement, dry_run=args.dry_run, uri=args.tracking_uri)
+        print_decision(decision)
+        return EXIT_OK
+    check_tracking_uri(args.tracking_uri)
     with quiet(args.verbose):
-        decision = promote(args.sweep, model_name=args.model_name, alias=args.alias,
-                           min_improvement=args.min_improvement, dry_run=args.dry_run, uri=args.tracking_uri)
+        goal = target(args.sweep, args.model_name, args.alias, args.min_improvement, args.tracking_uri)
+    return _confirm(args, goal)
+
+
+def _confirm(args: argparse.Namespace, goal: Any) -> int:
+    import sys
+
+    from hpsweep.cli.live import LiveView
+    from hpsweep.sweep.confirm import ConfirmationInterrupted, Request, confirm
+    from hpsweep.sweep.interrupt import exit_code, terminate_as_interrupt
+    from hpsweep.sweep.quiet import quiet
+
+    request = Request(args.confirm, 3 if args.seeds is None else args.seeds,
+                      0.95 if args.confidence is None else args.confidence, args.storage)
+    spec = goal.sweep.spec
+    view = LiveView(spec.train.metrics()[0], spec.train.modes()[0], request.top * request.seeds, sys.stdout.isatty(),
+                    scheduler="fifo")
+    try:
+        with terminate_as_interrupt(), quiet(args.verbose):
+            decision = confirm(goal, request, dry_run=args.dry_run,
+                               hooks={"on_progress": view.update, "on_status": view.note})
+    except ConfirmationInterrupted as stop:
+        view.close()
+        print(f"interrupted: the confirmation sweep {stop} is kept and nothing was registered; the same "
+              f"`hpsweep promote {args.sweep} --confirm {request.top} --seeds {request.seeds}` resumes it",
+              file=sys.stderr)
+        return exit_code(EXIT_INTERRUPTED)
+    finally:
+        view.close()
+    print_confirmation(decision)
     print_decision(decision)
     return EXIT_OK
 
@@ -53,7 +101,14 @@ def register(verbs: Any) -> None:
                    help="registered model name (default: registry.model_name, or the sweep name)")
     p.add_argument("--alias", type=checked(check_alias), help="the alias to move (default: registry.alias, champion)")
     p.add_argument("--min-improvement", type=non_negative, help="how much better the test metric must be")
-    p.add_argument("--dry-run", action="store_true", help="evaluate and print, write nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="evaluate and print, write nothing to the registry (--confirm still records its re-training)")
+    p.add_argument("--confirm", type=at_least(1), metavar="K",
+                   help="first re-train the sweep's top K configurations with fresh seeds, and promote only one "
+                        "whose seeds' mean beats the champion with the stated confidence")
+    p.add_argument("--seeds", type=at_least(2), metavar="S", help="seeds per configuration with --confirm (default 3)")
+    p.add_argument("--confidence", type=probability, help="one-sided confidence of the gate (default 0.95)")
+    storage_option(p)
     tracking_uri_option(p)
     p.set_defaults(func=cmd_promote)
 

@@ -29,6 +29,31 @@ def print_decision(decision: Any) -> None:
                                                     if decision.champion else " unset"))
 
 
+def print_confirmation(decision: Any) -> None:
+    """`promote --confirm`'s numbers: each configuration's original value, its seeds, their means and the
+    bound; which went forward, which seed is registered, and the selection bias of the sweep's best."""
+    confirmed = decision.confirmation
+    if confirmed is None:
+        return
+    metric, bound = decision.metric, "lower" if decision.mode == "max" else "upper"
+    rows = [("config", "original val", "seeds' val mean", f"test {metric} per seed", "test mean",
+             f"{confirmed['confidence']:.0%} {bound} bound")]
+    for config in confirmed["configurations"]:
+        mark = " <" if config["rank"] == confirmed["chosen_rank"] else ""
+        tests = " ".join(f"{s['seed']}:{s['test']:.4g}" for s in config["seeds"])
+        rows.append((f"#{config['rank']}{mark}", f"{config['val_original']:.4g}", f"{config['val_mean']:.4g}", tests,
+                     f"{config['test_mean']:.4g}", f"{config['bound']:.4g}"))
+    widths = [max(len(row[i]) for row in rows) + 2 for i in range(len(rows[0]))]
+    for row in rows:
+        print("".join(f"{cell:<{w}}" for cell, w in zip(row, widths, strict=True)).rstrip())
+    print(f"gate: {confirmed['method']}; confirmation sweep {confirmed['confirmation_sweep']}")
+    if (bias := confirmed["selection_bias"]) is not None:
+        print(f"selection bias of the sweep's best trial (its val minus its seeds' mean): {bias:+.4g}")
+    if confirmed["registered_seed"] is not None:
+        print(f"model: seed {confirmed['registered_seed']} of #{confirmed['chosen_rank']}: of its seeds that beat "
+              f"the champion, the one nearest their mean test value (a typical model, not the luckiest)")
+
+
 def number(text: str) -> Any:
     """MLflow params are text; show numbers as numbers (short)."""
     try:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hpsweep.report.confirmation import recorded_confirmation
 from hpsweep.report.gather import EdgeWarning, ReportError, SweepReport, TrialResult, rank_trials, trial_result
 from hpsweep.search.space import Dimension, SearchSpace, distribution, encode
 from hpsweep.spec.dimensions import set_by_option
@@ -183,4 +184,5 @@ def build_report(ref: str, uri: str | None = None) -> tuple[SweepReport, Recorde
         report.compute["sweep_seconds"] = round((info.end_time - info.start_time) / 1000, 1)
     if report.best is not None:
         report.best_yaml = best_yaml(sweep, report.best, space, report)
+    report.confirmation = recorded_confirmation(client, sweep.parent)
     return report, sweep, client

@@ -69,6 +69,7 @@ class SweepReport:
     compute: dict[str, float] = field(default_factory=dict)
     best_yaml: str = ""
     files: dict[str, Path] = field(default_factory=dict)
+    confirmation: dict[str, Any] | None = None  #: the latest `promote --confirm`'s numbers
 
     @property
     def best(self) -> TrialResult | None:

@@ -18,6 +18,7 @@ from typing import Any
 from hpsweep.contract import CONFUSION_FILE, PROMOTION_TAG, REPORT_ARTIFACTS, StopReason
 from hpsweep.report import figures
 from hpsweep.report.analysis import build_report
+from hpsweep.report.confirmation import confirmation_html
 from hpsweep.report.extras import directions, history_figure
 from hpsweep.report.gather import TOP_CURVES, SweepReport
 from hpsweep.search.space import Dimension, SearchSpace
@@ -242,7 +243,7 @@ def render_html(report: SweepReport, sweep: RecordedSweep, dims: Sequence[Dimens
     `links`: each trial's name to its run in the MLflow UI."""
     best = report.best
     esc = html.escape
-    parts = _heading(report, sweep)
+    parts = _heading(report, sweep) + confirmation_html(report.confirmation, report.metric.removeprefix("val_"))
     if best is not None:
         parts.append(f"<p>Best: <b>{esc(best.name)}</b> with {esc(report.metric)} = <b>{best.best:.6g}</b> "
                      f"after {best.epochs} epochs.</p>")

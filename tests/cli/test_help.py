@@ -23,13 +23,14 @@ def test_each_verb_has_a_description_an_example_that_parses_and_the_exit_codes(v
     assert done.value.code == 0
     text = capsys.readouterr().out
     assert f"example:\n  hpsweep {verb}" in text and "exit codes: 0 done, 1 " in text and "2 bad input" in text
-    assert ("130 interrupted by Ctrl-C" in text) == (verb in ("run", "resume"))
+    assert ("130 interrupted by Ctrl-C" in text) == (verb in ("run", "resume", "promote"))  # verbs that run sweeps
     parser = _verbs()[verb]
     assert parser.description and parser.description[0].isupper()
     undescribed = [a.dest for a in parser._actions if not a.help]
     assert undescribed == []  # every positional argument and option says what it is
-    command = shlex.split(EXAMPLES[verb].split(">")[0])[1:]  # the command, not where its output goes
-    build_parser().parse_args(command)  # the example is a command that parses
+    for example in EXAMPLES[verb].splitlines():
+        command = shlex.split(example.split(">")[0])[1:]  # the command, not where its output goes
+        build_parser().parse_args(command)  # each example is a command that parses
 
 
 @pytest.mark.parametrize("argv", [["-v", "list"], ["list", "-v"]], ids=["before", "after"])
