@@ -24,7 +24,7 @@ lint: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/hpsweep run sweeps/digits_cnn.yaml
 
-# Every benchmark, each side measured in the same run; writes bench/RESULTS.md (27 to 48 minutes on 2 cores, by the machine).
+# Every benchmark, each side measured in the same run; writes bench/RESULTS.md (30 to 51 minutes on 2 cores, by the machine).
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 

@@ -9,7 +9,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import data_bench, loop_bench, peer_bench, scale_bench, search_bench, sweep_bench, warm_bench, workers_bench
+from bench import (
+    confirm_bench,
+    data_bench,
+    loop_bench,
+    peer_bench,
+    scale_bench,
+    search_bench,
+    sweep_bench,
+    warm_bench,
+    workers_bench,
+)
 from bench.common import Outcome, machine, write_results
 
 BENCHMARKS: dict[str, Callable[[bool], Outcome | list[Outcome]]] = {
@@ -28,6 +38,7 @@ BENCHMARKS: dict[str, Callable[[bool], Outcome | list[Outcome]]] = {
     "workers": workers_bench.worker_scaling,
     "search": search_bench.search_efficiency,
     "warm": warm_bench.warm_start,  # a sweep warm-started from an earlier one against the same sweep cold
+    "bias": confirm_bench.selection_bias,  # the best trial's value against its configuration re-trained
     "amp": loop_bench.mixed_precision,  # GPU only: nothing to measure on a CPU
     "fractional": sweep_bench.fractional_gpu,  # GPU only
 }
