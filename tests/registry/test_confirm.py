@@ -154,3 +154,30 @@ def _key_of(client: Any, model: str) -> str:
     version = client.get_model_version_by_alias(model, "champion")
     return client.get_run(client.get_run(version.tags["hpsweep.run_id"]).data.tags["mlflow.parentRunId"]
                           ).data.tags["hpsweep.confirm_key"]
+
+
+def test_a_registry_that_fails_after_the_retraining_costs_a_rerun_and_no_training(lucky, run_cli):
+    """The store refuses new model versions (an SQLite trigger: the real database failing as a full disk
+    would): exit 1 with one line, nothing registered; once it accepts writes again, the same command
+    reuses the finished confirmation and registers."""
+    import sqlite3
+
+    folder, uri = lucky
+    code, _, err = _confirm(run_cli, lucky, "--confirm", "2", "--seeds", "2", "--model-name", "warmup")
+    assert code == 0, err  # the (2 configurations, 2 seeds) confirmation has finished
+    trained = len(_confirmations(uri))
+    database = sqlite3.connect(folder / "mlflow.db")
+    database.execute("CREATE TRIGGER refuse_versions BEFORE INSERT ON model_versions "
+                     "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+    database.commit()
+    try:
+        code, out, err = _confirm(run_cli, lucky, "--confirm", "2", "--seeds", "2", "--model-name", "flaky")
+        assert code == 1 and len(err.strip().splitlines()) == 1 and "flaky" in err, (out, err)
+    finally:
+        database.execute("DROP TRIGGER refuse_versions")
+        database.commit()
+        database.close()
+    assert "flaky" not in [m.name for m in _client(uri).search_registered_models()]
+    code, out, err = _confirm(run_cli, lucky, "--confirm", "2", "--seeds", "2", "--model-name", "flaky")
+    assert code == 0 and "flaky@champion is now version 1" in out, err
+    assert len(_confirmations(uri)) == trained  # nothing trained again
