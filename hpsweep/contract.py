@@ -118,7 +118,8 @@ def state_words(stop: str | None, epoch: int, scheduler: str = "") -> str:
     template = _ENDINGS.get(stop)  # type: ignore[call-overload]
     if template is None:
         return f"{stop}, epoch {epoch}"
-    return template.format(epoch=epoch, scheduler=scheduler or "scheduler")
+    words = template.format(epoch=epoch, scheduler=scheduler or "scheduler")
+    return words.removesuffix("s") if words.endswith(" 1 epochs") else words
 
 
 #: stop reasons of trials that never count as a result, whatever they reached

@@ -78,3 +78,8 @@ def test_a_new_sweeps_parent_carries_the_parent_only_role_tag(tmp_path):
     assert trial.info.run_name == "trial-001" and C.trial_number(trial.info.run_name) == 1
     tracker.abort()
     tracker.wait()
+
+
+@pytest.mark.parametrize(("epoch", "words"), [(1, "finished, 1 epoch"), (12, "finished, 12 epochs")])
+def test_a_finished_trials_state_counts_its_epochs_in_english(epoch, words):
+    assert C.state_words(C.StopReason.COMPLETED, epoch) == words
