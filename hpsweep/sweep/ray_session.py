@@ -18,6 +18,7 @@ import threading
 import time
 
 log = logging.getLogger(__name__)
+CLOSE_WAIT_S = 5.0  #: how long close() waits for a start or join that has not finished
 
 
 class RaySession:
@@ -29,6 +30,7 @@ class RaySession:
         self.joined: str | None = None  #: the address of the running Ray this session joined
         self.seconds = 0.0  #: how long starting or joining took
         self._error: BaseException | None = None
+        self._given_up = False  #: close() stopped waiting for a start that did not finish
         self._up, self._stop, self._down = threading.Event(), threading.Event(), threading.Event()
         self._thread = threading.Thread(target=self._hold, name="hpsweep-ray", daemon=True)
         self._thread.start()
@@ -52,9 +54,14 @@ class RaySession:
         self._stop.set()
 
     def close(self) -> None:
-        """Stop Ray and wait until it has stopped."""
+        """Stop Ray and wait until it has stopped. A start or join still under way (an interrupt while Ray
+        comes up) is given a few seconds, never longer: joining an address can retry for minutes, and the
+        session's thread, and what Ray started from it, ends with the process."""
         self._stop.set()
-        self._down.wait()
+        if self._up.wait(0 if self._given_up else CLOSE_WAIT_S):
+            self._down.wait()
+        else:
+            self._given_up = True  # later calls (the caller's `finally`) do not wait again
 
     def _hold(self) -> None:
         began = time.monotonic()
@@ -90,6 +97,7 @@ def _ensure_ray(verbose: bool) -> tuple[bool, str | None]:
     quiet = {"log_to_driver": verbose, "logging_level": logging.INFO if verbose else logging.ERROR,
              "include_dashboard": False}
     if (address := os.environ.get("RAY_ADDRESS")) and address != "local":
+        check_reachable(address)
         ray.init(address=address, **quiet)
         return False, address
     if (address := running_local_ray()) is not None:
@@ -101,6 +109,23 @@ def _ensure_ray(verbose: bool) -> tuple[bool, str | None]:
     os.environ.setdefault("PL_DISABLE_FORK", "1")
     ray.init(address="local", num_cpus=os.cpu_count(), **quiet)  # "local": even where `ray start` left a record
     return True, None
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """UserError naming RAY_ADDRESS when nothing answers at its host and port (Ray itself would retry for
+    minutes before failing with a ConnectionError); `auto` and other forms are left to Ray."""
+    import socket
+
+    from hpsweep.errors import UserError
+
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or "/" in host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UserError(f"RAY_ADDRESS: no Ray cluster answers at {address} ({exc.strerror or exc}); "
+                        f"unset it to start a local Ray") from None
 
 
 def running_local_ray() -> str | None:

@@ -85,3 +85,40 @@ def test_a_recorded_ray_that_is_gone_is_ignored_and_a_local_ray_started(sweep_fi
         assert "Ray: started a local Ray" in done.stdout
     finally:
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_a_ray_address_nothing_answers_at_is_bad_input_named_at_once(tmp_path):
+    """Ray itself retries such an address for minutes before a ConnectionError; the run says in seconds
+    which setting is wrong, exits 2 and leaves no sweep behind."""
+    sweep = tmp_path / "smoke.yaml"
+    shutil.copy(Path(__file__).parents[2] / "sweeps" / "smoke.yaml", sweep)
+    env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{free_port()}", "HPSWEEP_STORAGE": str(tmp_path / "results"),
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    began = time.monotonic()
+    done = subprocess.run([str(BIN / "hpsweep"), "run", str(sweep)], cwd=tmp_path, env=env, text=True,
+                          capture_output=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.count("\n") == 1 and "RAY_ADDRESS" in done.stderr
+    assert time.monotonic() - began < 60
+    assert not any((tmp_path / "results").glob("smoke-*"))
+
+
+def test_ctrl_c_while_joining_an_address_that_never_answers_as_ray_ends_the_run(tmp_path):
+    """Something listens at RAY_ADDRESS but is not Ray: the join hangs in Ray's retries, and Ctrl-C must
+    still end the command within seconds, not when Ray gives up."""
+    import socket
+
+    sweep = tmp_path / "smoke.yaml"
+    shutil.copy(Path(__file__).parents[2] / "sweeps" / "smoke.yaml", sweep)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{listener.getsockname()[1]}",
+               "HPSWEEP_STORAGE": str(tmp_path / "results"), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'm.db'}"}
+        driver = subprocess.Popen([str(BIN / "hpsweep"), "run", str(sweep)], cwd=tmp_path, env=env, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        time.sleep(12)  # past the imports and into Ray's join
+        assert driver.poll() is None
+        driver.send_signal(signal.SIGINT)
+        began = time.monotonic()
+        out, _ = driver.communicate(timeout=60)
+    assert driver.returncode == 130 and time.monotonic() - began < 15, out
+    assert "interrupted" in out
