@@ -30,8 +30,10 @@ def cmd_promote(args: argparse.Namespace) -> int:
     from hpsweep.sweep.quiet import quiet
 
     if args.confirm is None:
-        if args.seeds is not None or args.confidence is not None:
-            raise UserError(f"{'--seeds' if args.seeds is not None else '--confidence'}: takes effect with --confirm K")
+        given = [flag for flag, value in (("--seeds", args.seeds), ("--confidence", args.confidence),
+                                          ("--storage", args.storage)) if value is not None]
+        if given:
+            raise UserError(f"{given[0]}: takes effect with --confirm K")
         with quiet(args.verbose):
             decision = promote(args.sweep, model_name=args.model_name, alias=args.alias,
                                min_improvement=args.min_improvement, dry_run=args.dry_run, uri=args.tracking_uri)
@@ -59,7 +61,8 @@ def _confirm(args: argparse.Namespace, goal: Any) -> int:
     try:
         with terminate_as_interrupt(), quiet(args.verbose):
             decision = confirm(goal, request, dry_run=args.dry_run,
-                               hooks={"on_progress": view.update, "on_status": view.note})
+                               hooks={"on_progress": view.update, "on_status": view.note,
+                                      "on_trials": lambda n: setattr(view, "total", n)})
     except ConfirmationInterrupted as stop:
         view.close()
         print(f"interrupted: the confirmation sweep {stop} is kept and nothing was registered; the same "

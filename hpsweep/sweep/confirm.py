@@ -58,13 +58,16 @@ class ConfirmationInterrupted(KeyboardInterrupt):
 def confirm(goal: Target, request: Request, *, dry_run: bool = False,
             hooks: dict[str, Callable[..., None]] | None = None) -> Decision:
     """Re-train, score and decide; the decision is written unless `dry_run` (the re-training is recorded
-    either way). `hooks`: on_progress and on_status for the confirmation's sweep, as `run` shows it."""
+    either way). `hooks`: on_progress and on_status for the confirmation's sweep, as `run` shows it, and
+    on_trials, told how many trials it will run."""
     hooks = hooks or {}
     say = hooks.get("on_status") or (lambda line: None)
     spec = goal.sweep.spec
     picks = top_configs(goal, request.top)
     seeds = [spec.train.seed + 1 + i for i in range(request.seeds)]
     configs = [{**pick.config, C.SEED_PARAM: seed} for pick in picks for seed in seeds]
+    if (planned := hooks.get("on_trials")) is not None:
+        planned(len(configs))  # fewer than K x S when the sweep has fewer distinct configurations
     key = hashlib.sha256(json.dumps([goal.sweep.sweep_id, configs], sort_keys=True, default=str).encode()
                          ).hexdigest()[:16]
     say(f"confirming sweep {goal.sweep.sweep_id}: its top {len(picks)} configuration(s), each re-trained with "
