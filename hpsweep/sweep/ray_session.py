@@ -18,7 +18,7 @@ import threading
 import time
 
 log = logging.getLogger(__name__)
-CLOSE_WAIT_S = 5.0  #: how long close() waits for a start or join that has not finished
+CLOSE_WAIT_S = 5.0  #: how long close() waits for a join of RAY_ADDRESS that has not finished
 
 
 class RaySession:
@@ -30,7 +30,9 @@ class RaySession:
         self.joined: str | None = None  #: the address of the running Ray this session joined
         self.seconds = 0.0  #: how long starting or joining took
         self._error: BaseException | None = None
-        self._given_up = False  #: close() stopped waiting for a start that did not finish
+        self._given_up = False  #: close() stopped waiting for a join that did not finish
+        #: joining RAY_ADDRESS's cluster, which can hang in Ray's retries (a local start cannot)
+        self._joining = os.environ.get("RAY_ADDRESS", "") not in ("", "local")
         self._up, self._stop, self._down = threading.Event(), threading.Event(), threading.Event()
         self._thread = threading.Thread(target=self._hold, name="hpsweep-ray", daemon=True)
         self._thread.start()
@@ -54,10 +56,12 @@ class RaySession:
         self._stop.set()
 
     def close(self) -> None:
-        """Stop Ray and wait until it has stopped. A start or join still under way (an interrupt while Ray
-        comes up) is given a few seconds, never longer: joining an address can retry for minutes, and the
-        session's thread, and what Ray started from it, ends with the process."""
+        """Stop Ray and wait until it has stopped. A local start under way (an interrupt while Ray comes up)
+        is waited for, so that what it started is stopped; a join of RAY_ADDRESS under way is given a few
+        seconds, never longer: Ray retries an address for minutes, and a join starts no process here."""
         self._stop.set()
+        if not self._joining:  # a local start finishes in seconds, and must, to stop what it started
+            self._up.wait()
         if self._up.wait(0 if self._given_up else CLOSE_WAIT_S):
             self._down.wait()
         else:
