@@ -106,13 +106,21 @@ def _find_sweep(client: Any, ref: str) -> RecordedSweep:
         raise PromotionError(str(exc)) from None
 
 
-def _best_trial(client: Any, parent: Any, val_metric: str, mode: str) -> Any:
-    """The best finished trial by the validation metric; diverged or failed trials never qualify."""
+def finished_trials(client: Any, parent: Any, val_metric: str) -> list[Any]:
+    """The sweep's trial runs that count as results (diverged or failed ones never do); PromotionError
+    when there is none."""
     score = C.best_metric(val_metric)
     finished = [r for r in trial_runs(client, parent)
                 if C.counts_as_result(r.info.status, r.data.tags.get(C.STOP_TAG), r.data.metrics.get(score))]
     if not finished:
         raise PromotionError(f"sweep {parent.data.tags[C.SWEEP_TAG]} has no finished trial with a finite {val_metric}")
+    return finished
+
+
+def _best_trial(client: Any, parent: Any, val_metric: str, mode: str) -> Any:
+    """The best finished trial by the validation metric; diverged or failed trials never qualify."""
+    score = C.best_metric(val_metric)
+    finished = finished_trials(client, parent, val_metric)
     # the tracker named the best trial when the sweep ended (ties broken once, there); else pick here
     named = [r for r in finished if r.info.run_id == parent.data.tags.get(C.BEST_RUN_TAG)]
     pick = max if mode == "max" else min

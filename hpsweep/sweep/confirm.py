@@ -22,7 +22,15 @@ from typing import Any
 from hpsweep import contract as C
 from hpsweep.registry.best_model import log_recorded
 from hpsweep.registry.confirmation import ConfirmedConfig, SeedResult, judge, summary
-from hpsweep.registry.promote import PromotionError, Target, champion_of, evaluate, settle, test_data
+from hpsweep.registry.promote import (
+    PromotionError,
+    Target,
+    champion_of,
+    evaluate,
+    finished_trials,
+    settle,
+    test_data,
+)
 from hpsweep.registry.versions import Candidate, Decision
 from hpsweep.search.space import SearchSpace
 from hpsweep.spec.dimensions import trained_with
@@ -109,10 +117,7 @@ def _refresh_report(goal: Target, storage: str | None, say: Callable[[str], None
 def top_configs(goal: Target, k: int) -> list[Pick]:
     """The sweep's best K distinct configurations among trials that count as results, best first."""
     score = C.best_metric(goal.val_metric)
-    finished = [r for r in trial_runs(goal.client, goal.sweep.parent)
-                if C.counts_as_result(r.info.status, r.data.tags.get(C.STOP_TAG), r.data.metrics.get(score))]
-    if not finished:
-        raise PromotionError(f"sweep {goal.sweep.sweep_id} has no finished trial with a finite {goal.val_metric}")
+    finished = finished_trials(goal.client, goal.sweep.parent, goal.val_metric)
     finished.sort(key=lambda r: r.data.metrics[score], reverse=goal.mode == "max")
     space, picks, seen = SearchSpace.of(goal.sweep.spec), [], set()
     for run in finished:
