@@ -23,7 +23,7 @@ SPACE: dict[str, Any] = {
     "weight_decay": {"loguniform": [1.0e-7, 1.0e-1]},
     "optimizer": {"choice": {"adam": {}, "sgd": {"momentum": {"uniform": [0.0, 0.99]}}}},
 }
-#: the target: what the best tenth of the cold sweep's trials reach (val_rmse, lower is better)
+#: the target: what the best tenth of all trials reach (val_rmse, lower is better)
 TARGET_QUANTILE = 0.1
 ROWS = 3000
 
@@ -64,47 +64,60 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def warm_start(quick: bool, seeds: tuple[int, ...] = (1, 2, 3, 4, 5)) -> Outcome:
+def warm_start(quick: bool, seeds: tuple[int, ...] = tuple(range(1, 9))) -> Outcome:
     """Per seed: an earlier sweep (sampler seed + 100), then the cold and the warm sweep with the same
-    sampler seed, in alternating order. A side that never reaches the target counts its budget + 1."""
-    import ray
+    sampler seed, in alternating order. A side that never reaches the target counts its budget + 1.
 
-    from hpsweep.sweep.driver import run_sweep
-    from hpsweep.sweep.plan import plan_sweep
+    The target is one value for the whole run: the best tenth of every trial of both sides over all
+    seeds. Each cold sweep's own best tenth (the measure of the first runs) is reported beside it: a
+    sweep reaches its own best tenth within its budget by construction and the other side need not,
+    so that target favours the side it is taken from."""
+    import ray
 
     trials, epochs = (3, 2) if quick else (20, 12)
     seeds = (0,) if quick else seeds
     folder = scratch_folder()
     csv = _friedman_csv(folder)
+    found: list[dict[str, list[float]]] = []
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    try:
+        for turn, seed in enumerate(seeds):
+            found.append(_one_seed(folder, csv, trials, epochs, seed, flipped=turn % 2 == 1))
+    finally:
+        ray.shutdown()
+    target = _quantile([v for side in found for k in ("cold", "warm") for v in side[k]], TARGET_QUANTILE)
+    counts = {side: [trials_to_target(f[side], target) or trials + 1 for f in found] for side in ("cold", "warm")}
+    own = {side: [trials_to_target(f[side], _quantile(f["cold"], TARGET_QUANTILE)) or trials + 1 for f in found]
+           for side in ("cold", "warm")}
+    ratio = sum(counts["warm"]) / sum(counts["cold"])
+    notes = [f"seed {seed}: warm {w} vs cold {c}; best warm {min(f['warm']):.3f}, cold {min(f['cold']):.3f}, "
+             f"the earlier sweep {min(f['earlier']):.3f}"
+             for seed, w, c, f in zip(seeds, counts["warm"], counts["cold"], found, strict=True)]
+    detail = (f"trials until the best-so-far val_rmse reaches {target:.3f} (the best tenth of all {trials}-trial "
+              f"sweeps' trials, cold and warm, over {len(seeds)} seeds), summed: {sum(counts['warm'])} warm vs "
+              f"{sum(counts['cold'])} cold; against each cold sweep's own best tenth instead: "
+              f"{sum(own['warm'])} vs {sum(own['cold'])} ({sum(own['warm']) / sum(own['cold']):.3f}); MLP on "
+              f"make_friedman1 ({ROWS} rows), TPE, {epochs} epochs a trial, one at a time, warm-started from one "
+              f"earlier sweep of the same problem (sampler seed + 100); " + "; ".join(notes))
+    return Outcome("warm start, trials to target", ratio, "<= 0.5", ratio <= 0.5, detail)
+
+
+def _one_seed(folder: Path, csv: Path, trials: int, epochs: int, seed: int, flipped: bool) -> dict[str, list[float]]:
+    """Each trial's best val_rmse, in the order they ran, of the earlier, the cold and the warm sweep."""
+    from hpsweep.sweep.driver import run_sweep
+    from hpsweep.sweep.plan import plan_sweep
+
     uri = f"sqlite:///{folder / 'mlflow.db'}"
 
-    def sweep(name: str, seed: int, warm: list[str] | None = None) -> list[float]:
-        raw = _raw(name, csv, trials, epochs, seed, warm)
+    def sweep(name: str, sampler_seed: int, warm: list[str] | None = None) -> list[float]:
+        raw = _raw(name, csv, trials, epochs, sampler_seed, warm)
         spec = validate_data(raw, str(folder / f"{name}.yaml"), base_dir=folder)
         outcome = run_sweep(spec, plan_sweep(spec, raw, storage=str(folder / "results"), uri=uri), "bench")
         return [r.best if r.best is not None else float("inf")
                 for r in sorted(outcome.trials.values(), key=lambda r: r.number)]
 
-    counts: dict[str, list[int]] = {"cold": [], "warm": []}
-    notes = []
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
-    try:
-        for turn, seed in enumerate(seeds):
-            lender = sweep(f"bench-warm-earlier-{seed}", seed + 100)
-            sides = [("cold", None), ("warm", [f"bench-warm-earlier-{seed}"])]
-            found = {side: sweep(f"bench-warm-{side}-{seed}", seed, warm)
-                     for side, warm in (sides if turn % 2 == 0 else reversed(sides))}
-            target = _quantile(found["cold"], TARGET_QUANTILE)
-            for side in counts:
-                counts[side].append(trials_to_target(found[side], target) or trials + 1)
-            notes.append(f"seed {seed}: target val_rmse {target:.3f}, warm {counts['warm'][-1]} vs cold "
-                         f"{counts['cold'][-1]} trials; best warm {min(found['warm']):.3f}, cold "
-                         f"{min(found['cold']):.3f}, the earlier sweep {min(lender):.3f}")
-    finally:
-        ray.shutdown()
-    ratio = sum(counts["warm"]) / sum(counts["cold"])
-    detail = (f"trials until the best-so-far val_rmse reaches the cold sweep's best-tenth value, summed over "
-              f"{len(seeds)} seeds: {sum(counts['warm'])} warm vs {sum(counts['cold'])} cold; MLP on make_friedman1 "
-              f"({ROWS} rows), TPE, {trials} trials of {epochs} epochs one at a time, warm-started from one earlier "
-              f"sweep of the same problem (sampler seed + 100); " + "; ".join(notes))
-    return Outcome("warm start, trials to target", ratio, "<= 0.5", ratio <= 0.5, detail)
+    found = {"earlier": sweep(f"bench-warm-earlier-{seed}", seed + 100)}
+    sides = [("cold", None), ("warm", [f"bench-warm-earlier-{seed}"])]
+    for side, warm in reversed(sides) if flipped else sides:
+        found[side] = sweep(f"bench-warm-{side}-{seed}", seed, warm)
+    return found
