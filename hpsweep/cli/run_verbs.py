@@ -24,6 +24,7 @@ from hpsweep.errors import UserError
 from hpsweep.sweep.interrupt import exit_code, importing, terminate_as_interrupt
 from hpsweep.sweep.ray_session import RaySession
 from hpsweep.sweep.state import STATE_FILE
+from hpsweep.sweep.workers import trial_preload
 from hpsweep.track.uris import check_tracking_uri, runs_page, ui_command
 
 
@@ -97,7 +98,7 @@ def _launch(args: argparse.Namespace, spec: Any, raw: dict[str, Any], sweep_text
 
 def _run_and_report(args: argparse.Namespace, spec: Any, plan: Any, sweep_text: str, again: str) -> int:
     # Ray starts (or is joined) while the driver's imports load: torch, MLflow and Ray Tune take seconds
-    session = RaySession(args.verbose)
+    session = RaySession(args.verbose, trial_preload(spec))
     try:
         with importing():
             from hpsweep.sweep.driver import run_sweep

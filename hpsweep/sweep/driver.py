@@ -31,7 +31,7 @@ from hpsweep.sweep.ray_session import RaySession
 from hpsweep.sweep.state import STATE_FILE, sweep_lock
 from hpsweep.sweep.tuner import make_tuner
 from hpsweep.sweep.warm_start import data_fingerprint, warm_start
-from hpsweep.sweep.workers import check_fits, cluster_nodes
+from hpsweep.sweep.workers import check_fits, cluster_nodes, trial_preload
 from hpsweep.track.records import TrialRecord
 from hpsweep.track.tracker import SweepTracker
 from hpsweep.track.uris import runs_page, ui_command
@@ -70,7 +70,7 @@ def run_sweep(spec: SweepSpec, plan: SweepPlan, sweep_text: str, *,
     this function closes it. `on_status` hears what start-up is doing, a line at a time."""
     say = on_status or (lambda line: None)
     with quiet(verbose):
-        session = session or RaySession(verbose)  # Ray comes up while the data is prepared
+        session = session or RaySession(verbose, trial_preload(spec))  # Ray comes up while the data is prepared
         try:
             data = prepare_for(spec, load_trainable(spec.trainable), cache_root(plan.root))
             pretrained = pretrained_state(spec.model.pretrained, spec.base_dir)  # read once, before any trial

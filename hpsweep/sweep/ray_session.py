@@ -24,8 +24,11 @@ CLOSE_WAIT_S = 5.0  #: how long close() waits for a join of RAY_ADDRESS that has
 class RaySession:
     """Joins RAY_ADDRESS's cluster, or starts a local Ray with this machine's CPUs, as soon as it is made."""
 
-    def __init__(self, verbose: bool) -> None:
+    def __init__(self, verbose: bool, preload: tuple[list[str], int] | None = None) -> None:
         self.verbose = verbose
+        #: for a local start: the modules each worker imports before it takes work, and how many workers
+        #: Ray starts ahead of time and keeps when idle (workers.trial_preload)
+        self.preload = preload
         self.started = False  #: whether this session started Ray (it then stops it)
         self.joined: str | None = None  #: the address of the running Ray this session joined
         self.seconds = 0.0  #: how long starting or joining took
@@ -70,7 +73,7 @@ class RaySession:
     def _hold(self) -> None:
         began = time.monotonic()
         try:
-            self.started, self.joined = _ensure_ray(self.verbose)
+            self.started, self.joined = _ensure_ray(self.verbose, self.preload)
             self.seconds = time.monotonic() - began
         except BaseException as exc:  # handed to the caller by wait()
             self._error = exc
@@ -88,9 +91,10 @@ class RaySession:
             self._down.set()
 
 
-def _ensure_ray(verbose: bool) -> tuple[bool, str | None]:
+def _ensure_ray(verbose: bool, preload: tuple[list[str], int] | None = None) -> tuple[bool, str | None]:
     """Join RAY_ADDRESS's cluster or the Ray `ray start` left running here, or else start a local Ray with
-    this machine's CPUs. Returns (whether this session started Ray, the address it joined)."""
+    this machine's CPUs (its workers loading `preload`'s modules as they start). Returns (whether this
+    session started Ray, the address it joined)."""
     from hpsweep.compat import import_ray_without_driver_signal_dump
 
     import_ray_without_driver_signal_dump()
@@ -111,7 +115,9 @@ def _ensure_ray(verbose: bool) -> tuple[bool, str | None]:
     # inherited by the local workers, so that Tune need not give each trial actor a runtime environment
     # for it, and the first trials can take the processes Ray starts ahead of time (make_tuner)
     os.environ.setdefault("PL_DISABLE_FORK", "1")
-    ray.init(address="local", num_cpus=os.cpu_count(), **quiet)  # "local": even where `ray start` left a record
+    config = {} if preload is None else {"preload_python_modules": preload[0], "num_workers_soft_limit": preload[1]}
+    # "local": even where `ray start` left a record
+    ray.init(address="local", num_cpus=os.cpu_count(), _system_config=config, **quiet)
     return True, None
 
 

@@ -94,6 +94,11 @@ def load_trainable(name: str) -> Trainable:
     raise UnknownTrainable(f"no trainable named {name!r} is installed")
 
 
+def trainable_module(name: str) -> str | None:
+    """The module the trainable registered as `name` lives in, without importing it (None if unknown)."""
+    return next((ep.module for ep in entry_points(group="hpsweep.trainables") if ep.name == name), None)
+
+
 def uses_data(trainable: Trainable) -> bool:
     return bool(getattr(trainable, "uses_data", True))
 

@@ -1,0 +1,60 @@
+"""A Ray that a sweep starts for itself starts its trial workers ahead of time, with what a trial imports
+already loaded, and as many as the sweep runs at once: the first trials skip torch's import."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import spec_for
+
+
+def test_preload_names_torch_the_trial_side_and_the_trainables_module(tmp_path):
+    modules, _ = trial_preload_of(tmp_path)
+    assert modules[:3] == ["torch", "ray.tune.trainable.function_trainable", "hpsweep.sweep.worker"]
+    assert modules[3] == "trainables.image_classifier"  # the module of the sweep's trainable, not loaded here
+
+
+def test_as_many_workers_start_ahead_as_trials_run_at_once(tmp_path):
+    cpus = os.cpu_count() or 1
+    assert trial_preload_of(tmp_path, resources={"cpu": 1})[1] == min(cpus, 4)  # the base sweep has 4 trials
+    assert trial_preload_of(tmp_path, resources={"cpu": cpus})[1] == 1  # one trial takes every CPU
+    assert trial_preload_of(tmp_path, resources={"cpu": 1}, search={"max_concurrent": 1})[1] == 1
+    assert trial_preload_of(tmp_path, resources={"cpu": 1}, search={"num_trials": 1})[1] == 1
+
+
+def trial_preload_of(tmp_path, **sections):
+    from hpsweep.sweep.workers import trial_preload
+
+    return trial_preload(spec_for(tmp_path, **sections))
+
+
+@pytest.mark.slow
+def test_a_started_ray_hands_actors_workers_that_already_loaded_the_modules(tmp_path):
+    # in a process of its own: the test session shares one Ray, and this starts another
+    script = textwrap.dedent("""
+        import os, sys
+        os.environ.pop("RAY_ADDRESS", None)
+        from hpsweep.sweep.ray_session import RaySession
+        session = RaySession(False, (["colorsys", "hpsweep.sweep.worker"], 1))
+        session.wait()
+        import ray
+
+        @ray.remote(num_cpus=1)
+        class Probe:
+            def loaded(self):
+                return [name for name in ("colorsys", "hpsweep.sweep.worker", "torch") if name in sys.modules]
+
+        print(ray.get(Probe.remote().loaded.remote()), session.started)
+        session.close()
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180, env=env,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    # colorsys is imported by nothing else; hpsweep.sweep.worker imports torch
+    assert done.stdout.strip().splitlines()[-1] == "['colorsys', 'hpsweep.sweep.worker', 'torch'] True"
