@@ -9,6 +9,7 @@ start-up (command start to the first trial training) and tail (last epoch to exi
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 import signal
@@ -27,6 +28,8 @@ from bench.common import Outcome, interleaved, listed, measured, median, round_r
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "sweeps" / "digits_cnn.yaml"
 BIN = Path(sys.executable).parent
+#: what docs/running.md has `ray start` load into its workers
+PRELOAD = ["torch", "ray.tune.trainable.function_trainable", "hpsweep.sweep.worker"]
 
 
 def _trial_span(uri: str) -> tuple[float, float]:
@@ -48,11 +51,13 @@ def _trial_span(uri: str) -> tuple[float, float]:
 
 @contextmanager
 def started_ray() -> Iterator[dict[str, str]]:
-    """`ray start --head` under a Ray temp folder of its own; the environment in which hpsweep joins it."""
+    """`ray start --head` as docs/running.md shows it, under a Ray temp folder of its own; the environment in
+    which hpsweep joins it."""
     temp = tempfile.mkdtemp(prefix="hb", dir="/tmp")  # short: Ray's socket paths have a length limit
     env = {"RAY_TMPDIR": temp}
     head = subprocess.Popen([str(BIN / "ray"), "start", "--head", "--block", "--port=0",
-                             f"--num-cpus={os.cpu_count()}", "--include-dashboard=false", "--disable-usage-stats"],
+                             f"--num-cpus={os.cpu_count()}", "--include-dashboard=false", "--disable-usage-stats",
+                             f"--system-config={json.dumps({'preload_python_modules': PRELOAD})}"],
                             env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
