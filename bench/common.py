@@ -85,21 +85,25 @@ def tree_memory(kind: str = "rss", root: int | None = None) -> int:
     return total
 
 
-def measured(argv: list[str], cwd: Path | None = None, every_s: float = 0.5,
+def measured(argv: list[str], cwd: Path | None = None, every_s: float | None = 0.5,
              env: dict[str, str] | None = None) -> tuple[float, float, float, float]:
-    """Run a command to its end: (wall s, peak PSS of its process tree in MB sampled every `every_s`, start
-    time, end time). Reading every process's memory map costs CPU: sampled too often, it slows the
-    side it measures. RuntimeError with the end of its stderr when it fails."""
+    """Run a command to its end: (wall s, peak PSS of its process tree in MB sampled every `every_s` (0
+    with None: not sampled), start time, end time). Reading every process's memory map costs CPU and
+    stalls a process that maps memory meanwhile: sampling slows the side it measures. RuntimeError with
+    the end of its stderr when it fails."""
     started = time.time()
-    child = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                             env=None if env is None else {**os.environ, **env})
-    peak = 0
-    while child.poll() is None:
-        peak = max(peak, tree_memory("pss", child.pid))
-        time.sleep(every_s)
-    ended = time.time()
-    if child.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed: {child.stderr.read()[-2000:] if child.stderr else ''}")
+    with tempfile.TemporaryFile("w+") as errors:  # a file, not a pipe: a full pipe would stall the command
+        child = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=errors, text=True,
+                                 env=None if env is None else {**os.environ, **env})
+        peak = 0
+        while every_s is not None and child.poll() is None:
+            peak = max(peak, tree_memory("pss", child.pid))
+            time.sleep(every_s)
+        child.wait()
+        ended = time.time()
+        if child.returncode != 0:
+            errors.seek(0)
+            raise RuntimeError(f"{' '.join(argv)} failed: {errors.read()[-2000:]}")
     return ended - started, peak / 1e6, started, ended
 
 

@@ -8,6 +8,7 @@ start-up (command start to the first trial training) and tail (last epoch to exi
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "sweeps" / "digits_cnn.yaml"
 BIN = Path(sys.executable).parent
 #: what docs/running.md has `ray start` load into its workers
-PRELOAD = ["torch", "ray.tune.trainable.function_trainable", "hpsweep.sweep.worker"]
+PRELOAD = ["torch", "torch._dynamo", "ray.tune.trainable.function_trainable", "hpsweep.sweep.worker"]
 
 
 def _trial_span(uri: str) -> tuple[float, float]:
@@ -65,6 +66,7 @@ def started_ray() -> Iterator[dict[str, str]]:
             if head.poll() is not None:
                 raise RuntimeError("ray start failed")
             time.sleep(0.5)
+        time.sleep(5)  # its agents finish starting: a user's `ray start` ran long before the sweep
         yield env
     finally:
         os.killpg(head.pid, signal.SIGTERM)
@@ -73,46 +75,53 @@ def started_ray() -> Iterator[dict[str, str]]:
 
 
 def peer_optuna(quick: bool) -> list[Outcome]:
+    """Timed rounds, then memory rounds: sampling every process's memory map slows the side it samples
+    (the kernel walks its page tables and holds its memory-map lock), most while several processes
+    import torch at once, which is how a sweep starts; so the timed runs are not sampled."""
     folder = scratch_folder()
-    trials = 4 if quick else 12
+    trials, rounds = (4, 1) if quick else (12, 4)
     phases: dict[str, list[float]] = {"start-up": [], "tail": [], "joined start-up": []}
     memory: dict[str, list[float]] = {"hpsweep": [], "peer": []}
     runs = itertools.count(1)
 
-    def sweep(env: dict[str, str] | None, memory_of: str | None, start_of: str) -> Callable[[], float]:
-        def run() -> float:
-            where = folder / f"hpsweep-{next(runs)}"
-            where.mkdir()
-            argv = [str(BIN / "hpsweep"), "run", str(DEMO), "--trials", str(trials), "--storage",
-                    str(where / "results"), "--tracking-uri", f"sqlite:///{where / 'mlflow.db'}"]
-            wall, peak, started, ended = measured(argv, where, env=env)
-            first, last = _trial_span(f"sqlite:///{where / 'mlflow.db'}")
-            phases[start_of].append(first - started)
-            if memory_of is not None:
-                phases["tail"].append(ended - last)
-                memory[memory_of].append(peak)
+    def sweep(joining: bool, sample: bool = False) -> float:
+        where = folder / f"hpsweep-{next(runs)}"
+        where.mkdir()
+        argv = [str(BIN / "hpsweep"), "run", str(DEMO), "--trials", str(trials), "--storage",
+                str(where / "results"), "--tracking-uri", f"sqlite:///{where / 'mlflow.db'}"]
+        # the Ray a joining run finds runs only around it: a second, idle Ray on the machine cost the
+        # runs that start their own about 2 s of start-up here
+        with started_ray() if joining else contextlib.nullcontext(None) as env:
+            wall, peak, started, ended = measured(argv, where, env=env, every_s=0.5 if sample else None)
+        if sample:
+            memory["hpsweep"].append(peak)
             return wall
+        first, last = _trial_span(f"sqlite:///{where / 'mlflow.db'}")
+        phases["joined start-up" if joining else "start-up"].append(first - started)
+        if not joining:
+            phases["tail"].append(ended - last)
+        return wall
 
-        return run
-
-    def peer() -> float:
+    def peer(sample: bool = False) -> float:
         where = folder / f"peer-{next(runs)}"
         where.mkdir()
         wall, peak, _, _ = measured([sys.executable, "-m", "bench.peer_optuna", f"sqlite:///{where / 'mlflow.db'}",
-                                      str(trials)], REPO)
-        memory["peer"].append(peak)
+                                      str(trials)], REPO, every_s=0.5 if sample else None)
+        if sample:
+            memory["peer"].append(peak)
         return wall
 
     def tune() -> float:
         where = folder / f"tune-{next(runs)}"
         where.mkdir()
         return measured([sys.executable, "-m", "bench.peer_tune", f"sqlite:///{where / 'mlflow.db'}",
-                         str(where / "results"), str(trials)], REPO)[0]
+                         str(where / "results"), str(trials)], REPO, every_s=None)[0]
 
-    with started_ray() as joined:
-        # no warm-up round: each side is a new process every time, and the first round warms the file cache
-        values = interleaved({"hpsweep": sweep(None, "hpsweep", "start-up"), "peer": peer, "tune": tune,
-                              "joined": sweep(joined, None, "joined start-up")}, 1 if quick else 4, warm_up=False)
+    # no warm-up round: each side is a new process every time, and the first round warms the file cache
+    values = interleaved({"hpsweep": lambda: sweep(False), "peer": peer, "tune": tune,
+                          "joined": lambda: sweep(True)}, rounds, warm_up=False)
+    interleaved({"hpsweep": lambda: sweep(False, sample=True), "peer": lambda: peer(sample=True)},
+                1 if quick else 2, warm_up=False)
     return _outcomes(values, memory, phases, trials)
 
 

@@ -44,17 +44,19 @@ def trial_resources(spec: SweepSpec) -> Any:
 
 
 def trial_preload(spec: SweepSpec) -> tuple[list[str], int]:
-    """What a trial's worker process imports (torch, Ray Tune's function trainable, hpsweep's trial side,
-    the trainable's module: about 2 s here) and how many such processes the sweep runs at once on this
-    machine. A Ray started for the sweep starts that many workers ahead of time with those modules
-    loaded, while the driver prepares the data and opens MLflow, and keeps no more idle."""
+    """What a trial's worker process imports (torch and its compiler front end, Ray Tune's function
+    trainable, hpsweep's trial side, the trainable's module: about 3 s here) and how many such processes
+    the sweep runs at once on this machine. A Ray started for the sweep starts that many workers ahead
+    of time with those modules loaded, while the driver prepares the data and opens MLflow, and keeps
+    no more idle."""
     from hpsweep.train.trainable import trainable_module
 
     cpus, res = os.cpu_count() or 1, spec.resources
     at_once = min(math.floor(cpus / res.cpu + 1e-9), spec.num_trials * res.workers, cpus)
     if spec.search.max_concurrent:
         at_once = min(at_once, spec.search.max_concurrent * res.workers)
-    modules = ["torch", "ray.tune.trainable.function_trainable", "hpsweep.sweep.worker"]
+    # torch._dynamo: every optimizer's first step imports it (about 1 s here)
+    modules = ["torch", "torch._dynamo", "ray.tune.trainable.function_trainable", "hpsweep.sweep.worker"]
     if (module := trainable_module(spec.trainable)) is not None:
         modules.append(module)
     return modules, max(1, at_once)

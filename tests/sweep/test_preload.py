@@ -15,8 +15,8 @@ from conftest import spec_for
 
 def test_preload_names_torch_the_trial_side_and_the_trainables_module(tmp_path):
     modules, _ = trial_preload_of(tmp_path)
-    assert modules[:3] == ["torch", "ray.tune.trainable.function_trainable", "hpsweep.sweep.worker"]
-    assert modules[3] == "trainables.image_classifier"  # the module of the sweep's trainable, not loaded here
+    assert modules[:4] == ["torch", "torch._dynamo", "ray.tune.trainable.function_trainable", "hpsweep.sweep.worker"]
+    assert modules[4] == "trainables.image_classifier"  # the module of the sweep's trainable, not loaded here
 
 
 def test_as_many_workers_start_ahead_as_trials_run_at_once(tmp_path):
