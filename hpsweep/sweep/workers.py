@@ -28,6 +28,9 @@ from hpsweep.spec.sweep_spec import SweepSpec
 
 log = logging.getLogger(__name__)
 
+#: what every trial's process imports, whatever its trainable (torch._dynamo: every optimizer's first
+#: step imports it, about 1 s here)
+TRIAL_MODULES = ("torch", "torch._dynamo", "ray.tune.trainable.function_trainable", "hpsweep.sweep.worker")
 #: how long a collective step waits for a worker that neither answers nor dies (a lost node)
 COLLECTIVE_TIMEOUT = timedelta(minutes=10)
 
@@ -55,8 +58,7 @@ def trial_preload(spec: SweepSpec) -> tuple[list[str], int]:
     at_once = min(math.floor(cpus / res.cpu + 1e-9), spec.num_trials * res.workers, cpus)
     if spec.search.max_concurrent:
         at_once = min(at_once, spec.search.max_concurrent * res.workers)
-    # torch._dynamo: every optimizer's first step imports it (about 1 s here)
-    modules = ["torch", "torch._dynamo", "ray.tune.trainable.function_trainable", "hpsweep.sweep.worker"]
+    modules = list(TRIAL_MODULES)
     if (module := trainable_module(spec.trainable)) is not None:
         modules.append(module)
     return modules, max(1, at_once)

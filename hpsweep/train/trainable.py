@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hpsweep.errors import UserError
@@ -86,17 +86,21 @@ class UnknownTrainable(UserError, LookupError):
     pass
 
 
+def _registered(name: str) -> EntryPoint | None:
+    """The entry point of the trainable registered as `name`, or None."""
+    return next((ep for ep in entry_points(group="hpsweep.trainables") if ep.name == name), None)
+
+
 def load_trainable(name: str) -> Trainable:
     """The installed trainable registered as `name` (imported now, so only when a trial needs it)."""
-    for ep in entry_points(group="hpsweep.trainables"):
-        if ep.name == name:
-            return ep.load()
-    raise UnknownTrainable(f"no trainable named {name!r} is installed")
+    if (ep := _registered(name)) is None:
+        raise UnknownTrainable(f"no trainable named {name!r} is installed")
+    return ep.load()
 
 
 def trainable_module(name: str) -> str | None:
     """The module the trainable registered as `name` lives in, without importing it (None if unknown)."""
-    return next((ep.module for ep in entry_points(group="hpsweep.trainables") if ep.name == name), None)
+    return ep.module if (ep := _registered(name)) is not None else None
 
 
 def uses_data(trainable: Trainable) -> bool:
