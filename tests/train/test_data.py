@@ -189,3 +189,24 @@ def test_threaded_decoding_keeps_every_image_in_order(digit_files, monkeypatch):
     threaded = decode.decode_images(paths, 12, "auto", fail)
     assert threaded.shape == (300, 1, 12, 12) and (threaded == serial).all()
     assert len({image.tobytes() for image in serial}) > 250  # the images differ from each other
+
+
+def test_bundled_digits_are_scikit_learns_read_without_importing_it():
+    """The digits come from the file scikit-learn ships, the same values its loader gives, and loading
+    them does not import scikit-learn (0.8 s of a sweep's start-up)."""
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    from hpsweep.train.data.digits import load_digits
+
+    images, labels = load_digits()
+    bunch = sklearn_digits()
+    expected = (torch.as_tensor(bunch.images, dtype=torch.float32) * (255.0 / 16.0)).round().to(torch.uint8)
+    assert torch.equal(images, expected.unsqueeze(1))
+    assert torch.equal(labels, torch.as_tensor(bunch.target, dtype=torch.int64))
+    probe = ("import sys; from hpsweep.train.data.digits import load_digits; images, _ = load_digits(); "
+             "print(len(images), 'sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["1797", "False"]
