@@ -30,23 +30,43 @@ from hpsweep.sweep.workers import TRIAL_MODULES  # what docs/running.md has `ray
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "sweeps" / "digits_cnn.yaml"
 BIN = Path(sys.executable).parent
+AT_ONCE = yaml.safe_load(DEMO.read_text())["search"]["max_concurrent"]
 
 
-def _trial_span(uri: str) -> tuple[float, float]:
-    """(when the first trial began training, when the last epoch was reported), from the MLflow record:
-    each epoch's metrics carry the time the trial reported them, in milliseconds."""
+def _trial_spans(uri: str) -> list[tuple[float, float, float]]:
+    """Each trial's (start of its first epoch, when it reported its last, seconds spent in its epochs), from
+    the MLflow record: each epoch's metrics carry the time the trial reported them, in milliseconds, and
+    how long the epoch took."""
     from mlflow import MlflowClient
 
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(yaml.safe_load(DEMO.read_text())["name"])
-    starts, ends = [], []
+    spans = []
     for run in client.search_runs([experiment.experiment_id], max_results=1000):
         if "mlflow.parentRunId" not in run.data.tags:
             continue
-        epochs = client.get_metric_history(run.info.run_id, "epoch_time_s")
-        starts += [m.timestamp / 1000 - m.value for m in epochs if m.step == 1]
-        ends += [m.timestamp / 1000 for m in epochs]
-    return min(starts), max(ends)
+        epochs = sorted(client.get_metric_history(run.info.run_id, "epoch_time_s"), key=lambda m: m.step)
+        spans.append((epochs[0].timestamp / 1000 - epochs[0].value, epochs[-1].timestamp / 1000,
+                      sum(m.value for m in epochs)))
+    return sorted(spans)
+
+
+def per_trial_overhead(spans: list[tuple[float, float, float]], at_once: int) -> tuple[float, float]:
+    """(Seconds a trial slot spends between one trial's last epoch and the next trial's first, and inside
+    trials outside their epochs), per trial. A trial takes the slot freed last before it began; the first
+    `at_once` trials open the slots (their wait is start-up), and a slot's idle end is the sweep's tail."""
+    slots: list[float] = []
+    between = inside = 0.0
+    for start, end, work in spans:
+        freed = [i for i, free_at in enumerate(slots) if free_at <= start]
+        if len(slots) < at_once:
+            slots.append(end)
+        else:
+            slot = max(freed, key=lambda i: slots[i]) if freed else min(range(len(slots)), key=lambda i: slots[i])
+            between += max(0.0, start - slots[slot])
+            slots[slot] = end
+        inside += max(0.0, end - start - work)
+    return between / len(spans), inside / len(spans)
 
 
 @contextmanager
@@ -79,7 +99,8 @@ def peer_optuna(quick: bool) -> list[Outcome]:
     import torch at once, which is how a sweep starts; so the timed runs are not sampled."""
     folder = scratch_folder()
     trials, rounds = (4, 1) if quick else (12, 4)
-    phases: dict[str, list[float]] = {"start-up": [], "tail": [], "joined start-up": []}
+    phases: dict[str, list[float]] = {"start-up": [], "tail": [], "joined start-up": [], "between trials": [],
+                                      "inside trials": []}
     memory: dict[str, list[float]] = {"hpsweep": [], "peer": []}
     runs = itertools.count(1)
 
@@ -95,10 +116,13 @@ def peer_optuna(quick: bool) -> list[Outcome]:
         if sample:
             memory["hpsweep"].append(peak)
             return wall
-        first, last = _trial_span(f"sqlite:///{where / 'mlflow.db'}")
-        phases["joined start-up" if joining else "start-up"].append(first - started)
+        spans = _trial_spans(f"sqlite:///{where / 'mlflow.db'}")
+        phases["joined start-up" if joining else "start-up"].append(spans[0][0] - started)
         if not joining:
-            phases["tail"].append(ended - last)
+            phases["tail"].append(ended - max(end for _, end, _ in spans))
+            between, inside = per_trial_overhead(spans, at_once=AT_ONCE)
+            phases["between trials"].append(between)
+            phases["inside trials"].append(inside)
         return wall
 
     def peer(sample: bool = False) -> float:
@@ -130,6 +154,8 @@ def _outcomes(values: dict[str, list[float]], memory: dict[str, list[float]], ph
     tune = median(round_ratios(values, "hpsweep", "tune"))
     peaks = median([h / p for h, p in zip(memory["hpsweep"], memory["peer"], strict=True)])
     start, tail, joined_start = (median(phases[k]) for k in ("start-up", "tail", "joined start-up"))
+    overheads = [b + i for b, i in zip(phases["between trials"], phases["inside trials"], strict=True)]
+    overhead = median(overheads)
     times = ", ".join(f"{name} {median(v):.1f} s" for name, v in values.items())
     return [
         Outcome("demo sweep wall time / plain Optuna script", wall, "<= 1.0", wall <= 1.0,
@@ -150,4 +176,9 @@ def _outcomes(values: dict[str, list[float]], memory: dict[str, list[float]], ph
                 f"each run {listed(phases['joined start-up'])}"),
         Outcome("demo sweep tail (s)", tail, "<= 3 s", tail <= 3,
                 f"last epoch reported to exit, report and best model written; each run {listed(phases['tail'])}"),
+        Outcome("demo sweep per-trial overhead (s)", overhead, "<= 0.2 s", overhead <= 0.2,
+                f"time a trial slot ({AT_ONCE} run at once) spends outside epochs from its first trial's first epoch "
+                f"to its last trial's last, per trial (from the epochs' times in MLflow): between trials "
+                f"{median(phases['between trials']):.3f} s, inside trials (between epochs: reports, checkpoints) "
+                f"{median(phases['inside trials']):.3f} s (medians); each run {listed(overheads)}"),
     ]

@@ -29,9 +29,23 @@ def test_every_benchmark_runs_in_quick_mode_writes_the_table_and_leaves_no_scrat
                  "data memory, 1 trials", "decode on every core", "mapped-cache epoch",
                  "per-trial cost, 40 trials", "2 workers / 1 worker (1 CPU each)",
                  "demo sweep wall time / plain Optuna script", "demo sweep tail (s)",
-                 "demo sweep wall time / Ray Tune by hand", "demo sweep start-up joining a running Ray (s)"):
+                 "demo sweep wall time / Ray Tune by hand", "demo sweep start-up joining a running Ray (s)",
+                 "demo sweep per-trial overhead (s)"):
         assert f"| {name} | " in table, name
     assert "quick mode" in table and "Machine: " in table
+
+
+def test_per_trial_overhead_counts_each_slots_wait_between_trials_and_time_outside_epochs():
+    from bench.peer_bench import per_trial_overhead
+
+    # two slots: trials 1 and 2 open them; 3 takes the slot 1 freed at 4.0 (0.5 s later), 4 the slot 3
+    # freed at 7.0 (0.25 s), though slot 2 had been free since 5.0; each trial spent 0.1 s outside its epochs
+    spans = [(0.0, 4.0, 3.9), (0.2, 5.0, 4.7), (4.5, 7.0, 2.4), (7.25, 9.0, 1.65)]
+    between, inside = per_trial_overhead(spans, at_once=2)
+    assert between == pytest.approx((0.5 + 0.25) / 4)
+    assert inside == pytest.approx(0.1)
+    # one slot: every trial after the first waits for the one before it
+    assert per_trial_overhead([(0.0, 1.0, 1.0), (1.5, 2.0, 0.5)], at_once=1) == pytest.approx((0.25, 0.0))
 
 
 def test_search_efficiency_counts_trial_epochs_in_the_order_trials_ran():
