@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -61,11 +62,12 @@ def target(ref: str, model_name: str | None, alias: str | None, min_improvement:
                   spec.registry.min_improvement if min_improvement is None else min_improvement)
 
 
-def test_data(spec: SweepSpec) -> tuple[PreparedData, Any]:
-    """The sweep's data, and its test split as a served model receives it; PromotionError without one."""
+def test_data(spec: SweepSpec, cache: Path | None = None) -> tuple[PreparedData, Any]:
+    """The sweep's data, and its test split as a served model receives it; PromotionError without one.
+    `cache`: the folder of decoded-data caches to use (default: storage.cache_root())."""
     from hpsweep.train.data import prepare
 
-    data = prepare(spec)
+    data = prepare(spec, cache)
     if data.test is None or len(data.test) == 0:
         raise PromotionError("the sweep has no test split (data.split.test is 0): nothing to promote on")
     return data, _raw_test_inputs(spec, data)

@@ -35,6 +35,7 @@ from hpsweep.registry.versions import Candidate, Decision
 from hpsweep.search.space import SearchSpace
 from hpsweep.spec.dimensions import trained_with
 from hpsweep.spec.sweep_spec import SweepSpec, validate_data
+from hpsweep.storage import cache_root
 from hpsweep.track.queries import search_all, trial_runs
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,9 @@ def confirm(goal: Target, request: Request, *, dry_run: bool = False,
                          ).hexdigest()[:16]
     say(f"confirming sweep {goal.sweep.sweep_id}: its top {len(picks)} configuration(s), each re-trained with "
         f"seeds {', '.join(map(str, seeds))} ({len(configs)} trials)")
-    data, inputs = test_data(spec)  # a sweep without a test split is refused before anything trains
+    # a sweep without a test split is refused before anything trains; the images are decoded into the
+    # cache the confirmation's sweep then maps (run_sweep's), not decoded a second time into another
+    data, inputs = test_data(spec, cache_root(request.storage))
     parent = _finished(goal, key) or _train(goal, configs, key, request, hooks)
     results = _scored(goal, spec, data, inputs, parent, picks, seeds)
     champion = champion_of(goal, data, inputs)

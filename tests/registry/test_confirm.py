@@ -184,3 +184,27 @@ def test_a_registry_that_fails_after_the_retraining_costs_a_rerun_and_no_trainin
     code, out, err = _confirm(run_cli, lucky, "--confirm", "2", "--seeds", "2", "--model-name", "flaky")
     assert code == 0 and "flaky@champion is now version 1" in out, err
     assert len(_confirmations(uri)) == trained  # nothing trained again
+
+
+def test_a_confirmation_maps_the_images_its_sweep_decoded_instead_of_decoding_them_again(
+        ray_session, run_cli, digit_files, tmp_path, monkeypatch):
+    """With --storage, the test split is read through the same cache of decoded images as the sweep and
+    its confirmation's trials (a folder of gigabytes is decoded once, not once more into the default
+    storage)."""
+    monkeypatch.delenv("HPSWEEP_CACHE", raising=False)  # caches in each storage, as for a user
+    monkeypatch.delenv("HPSWEEP_STORAGE", raising=False)
+    monkeypatch.chdir(tmp_path)  # the default storage would be ./hpsweep-results here
+    sweep = {**LUCKY, "name": "folders", "data": {"source": "image_folder", "path": str(digit_files / "folders")},
+             "train": {"epochs": 1, "metric": "val_accuracy"}}
+    (tmp_path / "folders.yaml").write_text(yaml.safe_dump(sweep))
+    uri, storage = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "elsewhere"
+    code, _, err = run_cli("run", "folders.yaml", "--tracking-uri", uri, "--storage", str(storage))
+    assert code == 0, err
+    decoded = sorted(p.name for p in (storage / "data-cache").iterdir())
+    assert decoded
+    code, out, err = run_cli("promote", "folders", "--confirm", "1", "--seeds", "2", "--model-name", "folders",
+                             "--tracking-uri", uri, "--storage", str(storage))
+    assert code == 0, err
+    assert "promoted" in out
+    assert sorted(p.name for p in (storage / "data-cache").iterdir()) == decoded
+    assert not (tmp_path / "hpsweep-results").exists()
