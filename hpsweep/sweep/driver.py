@@ -198,7 +198,8 @@ def _open_tracker(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data: Prepa
 def _warming_the_end(on_progress: Callable[[Progress], None] | None) -> Callable[[Progress], None]:
     """`on_progress`, which also starts loading the code the sweep's end runs (matplotlib for the figures
     and the report, MLflow's model saving: 1-2 s of imports) once the first epoch is reported, while the
-    driver waits on trials, instead of at the end, while the user waits on the driver."""
+    driver waits on trials, instead of at the end, while the user waits on the driver. Optuna's importance
+    evaluators, which the report runs, import scikit-learn (about 1 s)."""
     begun = threading.Event()
 
     def hear(event: Progress) -> None:
@@ -214,6 +215,7 @@ def _warming_the_end(on_progress: Callable[[Progress], None] | None) -> Callable
 def _load_the_end() -> None:
     try:
         import mlflow.models.signature  # noqa: F401
+        import optuna.importance  # noqa: F401
 
         import hpsweep.report.html  # noqa: F401
         from hpsweep.track.figures import pyplot
