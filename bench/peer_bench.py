@@ -30,7 +30,8 @@ from hpsweep.sweep.workers import TRIAL_MODULES  # what docs/running.md has `ray
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "sweeps" / "digits_cnn.yaml"
 BIN = Path(sys.executable).parent
-AT_ONCE = yaml.safe_load(DEMO.read_text())["search"]["max_concurrent"]
+DEMO_SWEEP = yaml.safe_load(DEMO.read_text())
+AT_ONCE = DEMO_SWEEP["search"]["max_concurrent"]
 
 
 def _trial_spans(uri: str) -> list[tuple[float, float, float]]:
@@ -40,7 +41,7 @@ def _trial_spans(uri: str) -> list[tuple[float, float, float]]:
     from mlflow import MlflowClient
 
     client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name(yaml.safe_load(DEMO.read_text())["name"])
+    experiment = client.get_experiment_by_name(DEMO_SWEEP["name"])
     spans = []
     for run in client.search_runs([experiment.experiment_id], max_results=1000):
         if "mlflow.parentRunId" not in run.data.tags:
@@ -58,10 +59,10 @@ def per_trial_overhead(spans: list[tuple[float, float, float]], at_once: int) ->
     slots: list[float] = []
     between = inside = 0.0
     for start, end, work in spans:
-        freed = [i for i, free_at in enumerate(slots) if free_at <= start]
         if len(slots) < at_once:
             slots.append(end)
         else:
+            freed = [i for i, free_at in enumerate(slots) if free_at <= start]
             slot = max(freed, key=lambda i: slots[i]) if freed else min(range(len(slots)), key=lambda i: slots[i])
             between += max(0.0, start - slots[slot])
             slots[slot] = end
