@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from bench.common import Outcome, interleaved, listed, measured, median, round_ratios, scratch_folder
-from hpsweep.sweep.workers import TRIAL_MODULES  # what docs/running.md has `ray start` load
+from hpsweep.sweep.workers import PRELOAD_MODULE  # what docs/running.md has `ray start` load
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "sweeps" / "digits_cnn.yaml"
@@ -78,7 +78,7 @@ def started_ray() -> Iterator[dict[str, str]]:
     env = {"RAY_TMPDIR": temp}
     head = subprocess.Popen([str(BIN / "ray"), "start", "--head", "--block", "--port=0",
                              f"--num-cpus={os.cpu_count()}", "--include-dashboard=false", "--disable-usage-stats",
-                             f"--system-config={json.dumps({'preload_python_modules': list(TRIAL_MODULES)})}"],
+                             f"--system-config={json.dumps({'preload_python_modules': [PRELOAD_MODULE]})}"],
                             env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:

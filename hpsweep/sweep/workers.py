@@ -28,9 +28,8 @@ from hpsweep.spec.sweep_spec import SweepSpec
 
 log = logging.getLogger(__name__)
 
-#: what every trial's process imports, whatever its trainable (torch._dynamo: every optimizer's first
-#: step imports it, about 1 s here)
-TRIAL_MODULES = ("torch", "torch._dynamo", "ray.tune.trainable.function_trainable", "hpsweep.sweep.worker")
+#: the module whose import loads what every trial's process imports, whatever its trainable
+PRELOAD_MODULE = "hpsweep.sweep.preload"
 #: how long a collective step waits for a worker that neither answers nor dies (a lost node)
 COLLECTIVE_TIMEOUT = timedelta(minutes=10)
 
@@ -58,7 +57,7 @@ def trial_preload(spec: SweepSpec) -> tuple[list[str], int]:
     at_once = min(math.floor(cpus / res.cpu + 1e-9), spec.num_trials * res.workers, cpus)
     if spec.search.max_concurrent:
         at_once = min(at_once, spec.search.max_concurrent * res.workers)
-    modules = list(TRIAL_MODULES)
+    modules = [PRELOAD_MODULE]
     if (module := trainable_module(spec.trainable)) is not None:
         modules.append(module)
     return modules, max(1, at_once)

@@ -14,7 +14,8 @@ from conftest import REPO
 
 PACKAGE = REPO / "hpsweep"
 #: bottom to top; a module may import from its own layer and the layers before it
-LAYERS = ["hpsweep.errors", "hpsweep.contract", "hpsweep.compat", "hpsweep.storage", "hpsweep.spec", "hpsweep.search",
+LAYERS = ["hpsweep.errors", "hpsweep.contract", "hpsweep.compat", "hpsweep.loading", "hpsweep.storage",
+          "hpsweep.spec", "hpsweep.search",
           "hpsweep.train", "hpsweep.track",
           "hpsweep.registry", "hpsweep.report", "hpsweep.sweep", "hpsweep.cli"]
 MAX_FILE_LINES, MAX_FUNCTION_LINES = 300, 50

@@ -13,10 +13,24 @@ import pytest
 from conftest import spec_for
 
 
-def test_preload_names_torch_the_trial_side_and_the_trainables_module(tmp_path):
+def test_preload_names_the_trial_side_and_the_trainables_module(tmp_path):
     modules, _ = trial_preload_of(tmp_path)
-    assert modules[:4] == ["torch", "torch._dynamo", "ray.tune.trainable.function_trainable", "hpsweep.sweep.worker"]
-    assert modules[4] == "trainables.image_classifier"  # the module of the sweep's trainable, not loaded here
+    assert modules == ["hpsweep.sweep.preload", "trainables.image_classifier"]  # the trainable's: not loaded here
+
+
+def test_the_preload_loads_what_a_trial_imports_and_leaves_the_collector_running():
+    # a process of its own, as a Ray worker is: this one has torch loaded already
+    script = textwrap.dedent("""
+        import gc, sys
+        import hpsweep.sweep.preload
+        wanted = ("torch", "torch._dynamo", "ray.tune.trainable.function_trainable", "hpsweep.sweep.worker")
+        print([name for name in wanted if name not in sys.modules], gc.isenabled(), gc.get_freeze_count())
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    missing, running, frozen = done.stdout.split()[-3:]
+    assert (missing, running) == ("[]", "True")  # a worker left without its collector would grow over a sweep
+    assert int(frozen) > 100_000  # what was imported is out of later collections' way
 
 
 def test_as_many_workers_start_ahead_as_trials_run_at_once(tmp_path):
@@ -25,6 +39,25 @@ def test_as_many_workers_start_ahead_as_trials_run_at_once(tmp_path):
     assert trial_preload_of(tmp_path, resources={"cpu": cpus})[1] == 1  # one trial takes every CPU
     assert trial_preload_of(tmp_path, resources={"cpu": 1}, search={"max_concurrent": 1})[1] == 1
     assert trial_preload_of(tmp_path, resources={"cpu": 1}, search={"num_trials": 1})[1] == 1
+
+
+def test_imports_without_the_collector_resume_it_however_the_block_ends():
+    import gc
+
+    from hpsweep.loading import without_gc
+
+    assert gc.isenabled()
+    with pytest.raises(ImportError), without_gc():
+        assert not gc.isenabled()
+        import hpsweep_no_such_module  # noqa: F401
+    assert gc.isenabled()  # a driver left without its collector would grow over a long sweep
+    gc.disable()
+    try:
+        with without_gc():
+            pass
+        assert not gc.isenabled()  # paused by someone else: left to them
+    finally:
+        gc.enable()
 
 
 def trial_preload_of(tmp_path, **sections):
