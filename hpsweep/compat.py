@@ -66,17 +66,22 @@ def trial_actors_without_runtime_env() -> None:
 
 @contextlib.contextmanager
 def pinned_requirements_trusted() -> Iterator[None]:
-    """While a model is saved, skip MLflow's check of each pip requirement against the installed
-    packages, which maps every installed distribution's modules first (about 1 s). hpsweep pins its
-    requirements from this very environment, so the check has nothing to find."""
+    """While a model is logged, skip MLflow's check of each pip requirement against the installed
+    packages, which maps every installed distribution's modules first (about 1 s, each time). MLflow runs
+    it twice per model: when it saves the model, and when it loads the model back to try the input
+    example. hpsweep pins its requirements from this very environment, so the check has nothing to find."""
+    import mlflow.pyfunc
     from mlflow.utils import environment
 
-    saved = environment.warn_dependency_requirement_mismatches
-    environment.warn_dependency_requirement_mismatches = lambda requirements: None
+    modules = (environment, mlflow.pyfunc)
+    saved = [module.warn_dependency_requirement_mismatches for module in modules]
+    for module in modules:
+        module.warn_dependency_requirement_mismatches = lambda requirements: None
     try:
         yield
     finally:
-        environment.warn_dependency_requirement_mismatches = saved
+        for module, check in zip(modules, saved, strict=True):
+            module.warn_dependency_requirement_mismatches = check
 
 
 def tune_forwards_no_cloud_secrets() -> None:

@@ -98,17 +98,21 @@ def test_ray_tune_lists_the_variables_it_forwards_where_compat_trims_them():
 
 
 def test_mlflow_checks_pinned_requirements_where_compat_skips_it():
+    import mlflow.pyfunc
     from mlflow.utils import environment
 
     from hpsweep.compat import pinned_requirements_trusted
 
-    check = environment.warn_dependency_requirement_mismatches
+    modules = (environment, mlflow.pyfunc)
+    checks = [module.warn_dependency_requirement_mismatches for module in modules]
     with pinned_requirements_trusted():
-        assert environment.warn_dependency_requirement_mismatches is not check
-        assert environment.warn_dependency_requirement_mismatches(["torch==0.0.1"]) is None
-    assert environment.warn_dependency_requirement_mismatches is check
-    # still the function that _process_pip_requirements calls by this name
+        for module, check in zip(modules, checks, strict=True):
+            assert module.warn_dependency_requirement_mismatches is not check
+            assert module.warn_dependency_requirement_mismatches(["torch==0.0.1"]) is None
+    assert [module.warn_dependency_requirement_mismatches for module in modules] == checks
+    # still the functions that saving a model, and loading it back to try its input example, call by this name
     assert "warn_dependency_requirement_mismatches(" in inspect.getsource(environment._process_pip_requirements)
+    assert "warn_dependency_requirement_mismatches(" in inspect.getsource(mlflow.pyfunc.load_model)
 
 
 def test_no_other_module_reaches_into_ray_or_mlflow_privates():
@@ -140,3 +144,4 @@ def test_ray_tune_keeps_the_optuna_study_where_compat_adds_trials():
     trial = optuna.trial.create_trial(params={"x": 0.5}, distributions={"x": unit}, value=0.9)
     add_finished_trials(searcher, [trial])
     assert [t.value for t in searcher._ot_study.get_trials()] == [0.9]
+
