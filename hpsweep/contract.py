@@ -23,6 +23,7 @@ SWEEP_NAME_TAG = "hpsweep.sweep_name"
 TRAINABLE_TAG = "hpsweep.trainable"
 SOURCE_TAG = "hpsweep.source"  #: the sweep file the sweep was started from
 BASE_DIR_TAG = "hpsweep.base_dir"  #: the folder relative data paths of the sweep resolve against
+DATA_CACHE_TAG = "hpsweep.data_cache"  #: the folder the sweep cached its decoded data in
 NUM_TRIALS_TAG = "hpsweep.num_trials"  #: the trial budget a resume set (params cannot change)
 STOP_TAG = "hpsweep.stop_reason"
 ERROR_TAG = "hpsweep.error"

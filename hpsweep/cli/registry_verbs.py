@@ -13,7 +13,6 @@ from hpsweep.cli.common import (
     checked,
     non_negative,
     probability,
-    storage_option,
     tracking_uri_option,
 )
 from hpsweep.cli.inspect_verbs import SWEEP_HELP
@@ -30,13 +29,14 @@ def cmd_promote(args: argparse.Namespace) -> int:
     from hpsweep.sweep.quiet import quiet
 
     if args.confirm is None:
-        given = [flag for flag, value in (("--seeds", args.seeds), ("--confidence", args.confidence),
-                                          ("--storage", args.storage)) if value is not None]
+        given = [flag for flag, value in (("--seeds", args.seeds), ("--confidence", args.confidence))
+                 if value is not None]
         if given:
             raise UserError(f"{given[0]}: takes effect with --confirm K")
         with quiet(args.verbose):
             decision = promote(args.sweep, model_name=args.model_name, alias=args.alias,
-                               min_improvement=args.min_improvement, dry_run=args.dry_run, uri=args.tracking_uri)
+                               min_improvement=args.min_improvement, dry_run=args.dry_run, uri=args.tracking_uri,
+                               storage=args.storage)
         print_decision(decision)
         return EXIT_OK
     check_tracking_uri(args.tracking_uri)
@@ -111,7 +111,9 @@ def register(verbs: Any) -> None:
                         "whose seeds' mean beats the champion with the stated confidence")
     p.add_argument("--seeds", type=at_least(2), metavar="S", help="seeds per configuration with --confirm (default 3)")
     p.add_argument("--confidence", type=probability, help="one-sided confidence of the gate (default 0.95)")
-    storage_option(p)
+    p.add_argument("--storage", help="results storage: the test split is read through its cache of decoded data, "
+                                      "and --confirm's sweep runs there (default: the cache the sweep recorded, "
+                                      "if this machine has it; else $HPSWEEP_STORAGE or ./hpsweep-results)")
     tracking_uri_option(p)
     p.set_defaults(func=cmd_promote)
 

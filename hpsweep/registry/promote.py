@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,12 +74,27 @@ def test_data(spec: SweepSpec, cache: Path | None = None) -> tuple[PreparedData,
     return data, _raw_test_inputs(spec, data)
 
 
+def sweep_cache(sweep: RecordedSweep, storage: str | None = None) -> Path:
+    """Where to read `sweep`'s decoded data from: the cache of `storage` (--storage) or of $HPSWEEP_CACHE
+    when given, else the folder the sweep recorded that it cached its data in, if this machine has it
+    (a sweep run with --storage elsewhere), else the default."""
+    from hpsweep.storage import CACHE_ENV, cache_root
+
+    if storage is not None or os.environ.get(CACHE_ENV):
+        return cache_root(storage)
+    recorded = sweep.parent.data.tags.get(C.DATA_CACHE_TAG)
+    return Path(recorded) if recorded and Path(recorded).is_dir() else cache_root()
+
+
 def promote(ref: str, *, model_name: str | None = None, alias: str | None = None,
-            min_improvement: float | None = None, dry_run: bool = False, uri: str | None = None) -> Decision:
+            min_improvement: float | None = None, dry_run: bool = False, uri: str | None = None,
+            storage: str | None = None) -> Decision:
+    """Evaluate the sweep's best model against the alias's holder on the test split, and settle it.
+    `storage`: the results storage whose data cache to read the test split through (sweep_cache)."""
     goal = target(ref, model_name, alias, min_improvement, uri)
     client, sweep = goal.client, goal.sweep
     best = _best_trial(client, sweep.parent, goal.val_metric, goal.mode)
-    data, inputs = test_data(sweep.spec)
+    data, inputs = test_data(sweep.spec, sweep_cache(sweep, storage))
     model_uri = best.data.tags[C.MODEL_URI_TAG]
     challenger = Candidate("challenger", model_uri, evaluate(model_uri, data, inputs),
                            params=dict(best.data.params), run_id=best.info.run_id)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hpsweep import contract as C
 from hpsweep.contract import FAILED_REASONS, StopReason
 from hpsweep.errors import UserError
 from hpsweep.registry.best_model import model_logger
@@ -181,7 +182,8 @@ def _open_tracker(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data: Prepa
         try:
             tracker = SweepTracker(spec, plan.sweep_id, sweep_text, state.tracking_uri, effective=state.raw,
                                    attach=plan.resuming, class_names=data.class_names if data is not None else (),
-                                   fingerprint=data_fingerprint(spec, data), parent_tags=plan.parent_tags)
+                                   fingerprint=data_fingerprint(spec, data),
+                                   parent_tags={C.DATA_CACHE_TAG: str(cache_root(plan.root)), **plan.parent_tags})
         except Exception as exc:
             if not plan.resuming:  # nothing ran and nothing was recorded: no sweep for the next run to resume
                 (plan.folder / STATE_FILE).unlink(missing_ok=True)

@@ -186,11 +186,11 @@ def test_a_registry_that_fails_after_the_retraining_costs_a_rerun_and_no_trainin
     assert len(_confirmations(uri)) == trained  # nothing trained again
 
 
-def test_a_confirmation_maps_the_images_its_sweep_decoded_instead_of_decoding_them_again(
+def test_a_promotion_maps_the_images_its_sweep_decoded_instead_of_decoding_them_again(
         ray_session, run_cli, digit_files, tmp_path, monkeypatch):
-    """With --storage, the test split is read through the same cache of decoded images as the sweep and
-    its confirmation's trials (a folder of gigabytes is decoded once, not once more into the default
-    storage)."""
+    """The test split is read through the cache of decoded images that the sweep used: the one it
+    recorded when no --storage is given, --storage's with a confirmation (whose trials use it too). A
+    folder of gigabytes is decoded once, not once more into the default storage."""
     monkeypatch.delenv("HPSWEEP_CACHE", raising=False)  # caches in each storage, as for a user
     monkeypatch.delenv("HPSWEEP_STORAGE", raising=False)
     monkeypatch.chdir(tmp_path)  # the default storage would be ./hpsweep-results here
@@ -202,6 +202,10 @@ def test_a_confirmation_maps_the_images_its_sweep_decoded_instead_of_decoding_th
     assert code == 0, err
     decoded = sorted(p.name for p in (storage / "data-cache").iterdir())
     assert decoded
+    code, out, err = run_cli("promote", "folders", "--dry-run", "--model-name", "folders", "--tracking-uri", uri)
+    assert code == 0, err
+    assert "dry run" in out.lower()
+    assert not (tmp_path / "hpsweep-results").exists()  # the recorded cache was read, not a new one made
     code, out, err = run_cli("promote", "folders", "--confirm", "1", "--seeds", "2", "--model-name", "folders",
                              "--tracking-uri", uri, "--storage", str(storage))
     assert code == 0, err
