@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib
+import sys
 from collections.abc import Iterator
+from types import ModuleType
 
 
 @contextlib.contextmanager
@@ -28,3 +31,13 @@ def without_gc() -> Iterator[None]:
         gc.freeze()
         if running:
             gc.enable()
+
+
+def import_without_gc(name: str) -> ModuleType:
+    """Import module `name` inside `without_gc`. A module already imported (a second sweep in the same
+    process) is returned as it is: nothing is paused, and nothing more is frozen, so the garbage that
+    process made meanwhile stays collectable."""
+    if (module := sys.modules.get(name)) is not None:
+        return module
+    with without_gc():
+        return importlib.import_module(name)

@@ -21,7 +21,7 @@ from hpsweep.cli.live import LiveView
 from hpsweep.cli.render import number, short
 from hpsweep.contract import StopReason, trial_run_name
 from hpsweep.errors import UserError
-from hpsweep.loading import without_gc
+from hpsweep.loading import import_without_gc
 from hpsweep.sweep.interrupt import exit_code, importing, terminate_as_interrupt
 from hpsweep.sweep.ray_session import RaySession
 from hpsweep.sweep.state import STATE_FILE
@@ -101,8 +101,8 @@ def _run_and_report(args: argparse.Namespace, spec: Any, plan: Any, sweep_text: 
     # Ray starts (or is joined) while the driver's imports load: torch, MLflow and Ray Tune take seconds
     session = RaySession(args.verbose, trial_preload(spec))
     try:
-        with importing(), without_gc():
-            from hpsweep.sweep.driver import run_sweep
+        with importing():
+            run_sweep = import_without_gc("hpsweep.sweep.driver").run_sweep
 
         table = LiveView(spec.train.metrics()[0], spec.train.modes()[0], spec.num_trials, sys.stdout.isatty(),
                          scheduler=spec.search.scheduler.name)

@@ -60,6 +60,16 @@ def test_imports_without_the_collector_resume_it_however_the_block_ends():
         gc.enable()
 
 
+def test_a_module_imported_already_is_not_imported_again_nor_anything_frozen():
+    import gc
+
+    from hpsweep.loading import import_without_gc
+
+    frozen = gc.get_freeze_count()
+    assert import_without_gc("hpsweep.loading").import_without_gc is import_without_gc
+    assert gc.get_freeze_count() == frozen  # a second sweep in one process keeps its garbage collectable
+
+
 def trial_preload_of(tmp_path, **sections):
     from hpsweep.sweep.workers import trial_preload
 
