@@ -57,8 +57,10 @@ def trial_actors_without_runtime_env() -> None:
     """Ray Tune gives every trial actor a runtime environment of its own ({"PL_DISABLE_FORK": "1"}, for
     PyTorch Lightning) even when it has nothing to forward, and Ray will not place an actor with a
     runtime environment in the worker processes it started ahead of time: each trial then waits for a
-    new process (about 1 s). Without it, the first trials take those processes. The caller sets the
-    variable in its own environment, which local workers inherit."""
+    new process to start and import torch. Without it, the first trials take those processes: the ones a
+    Ray this process started loads while the sweep starts, and the ones a running Ray (`ray start`)
+    starts for the first sweep that joins it. hpsweep's loop does not use Lightning; a Ray it starts
+    still passes the variable on, through the environment its workers inherit."""
     from ray.tune.execution import class_cache
 
     class_cache.DEFAULT_ENV_VARS.pop("PL_DISABLE_FORK", None)

@@ -136,7 +136,7 @@ def _run(spec: SweepSpec, plan: SweepPlan, sweep_text: str, data: PreparedData |
             + (f"  (serve it with: {command})" if (command := ui_command(tracker.uri)) else ""))
         warm = warm_start(spec, plan, tracker, say)
         with graceful_interrupt():
-            _fit(make_tuner(spec, shared, pretrained, plan, own_ray=session.started, warm=warm, fixed=plan.fixed),
+            _fit(make_tuner(spec, shared, pretrained, plan, warm=warm, fixed=plan.fixed),
                  live)
         for record in tracker.trials.values():  # Ray's final state is saved: only the best and latest stay
             if record.best_checkpoint is not None:

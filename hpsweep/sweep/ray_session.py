@@ -112,8 +112,8 @@ def _ensure_ray(verbose: bool, preload: tuple[list[str], int] | None = None) -> 
         # found by Ray itself (address None), which also takes up the token `ray start` authenticates with
         ray.init(address=None, **quiet)
         return False, address
-    # inherited by the local workers, so that Tune need not give each trial actor a runtime environment
-    # for it, and the first trials can take the processes Ray starts ahead of time (make_tuner)
+    # PyTorch Lightning's switch that Ray Tune would give each trial actor as a runtime environment (which
+    # make_tuner drops, see compat.trial_actors_without_runtime_env): here the local workers inherit it
     os.environ.setdefault("PL_DISABLE_FORK", "1")
     config = {} if preload is None else {"preload_python_modules": preload[0], "num_workers_soft_limit": preload[1]}
     # "local": even where `ray start` left a record

@@ -20,18 +20,16 @@ from hpsweep.sweep.workers import trial_resources
 from hpsweep.track.warm import WarmStart, as_trials
 
 
-def make_tuner(spec: SweepSpec, data: Any, pretrained: Any, plan: SweepPlan, own_ray: bool = False,
+def make_tuner(spec: SweepSpec, data: Any, pretrained: Any, plan: SweepPlan,
                warm: WarmStart | None = None, fixed: list[dict[str, Any]] | None = None) -> Any:
     """A new Tuner, or, for a sweep that ran before, Ray Tune's saved experiment restored: finished trials
     kept, unfinished ones continued from their latest checkpoints, the searcher's state reloaded.
-    `own_ray`: Ray was started by this process (RaySession), whose workers inherit its environment.
     `warm`: earlier sweeps' trials for a new tuner's sampler (a restored one has them already).
     `fixed`: the configurations to run, each once, in place of a search (a confirmation's)."""
     from ray import tune
 
     tune_forwards_no_cloud_secrets()  # Ray would record them with every trial actor
-    if own_ray and os.environ.get("PL_DISABLE_FORK") == "1":
-        trial_actors_without_runtime_env()  # the first trials take the workers Ray started ahead of time
+    trial_actors_without_runtime_env()  # the first trials take the workers Ray started ahead of time
 
     # Save the experiment state every 5 s (Ray's default adapts, to 10 s or more): a driver killed with -9
     # then repeats at most 5 s of each running trial. Saving every second cost each 12-epoch trial 0.2 s:

@@ -65,6 +65,14 @@ def test_runs_join_the_ray_that_ray_start_left_running_and_leave_it_running(star
         assert joined and f":{port} " in joined[0], (attempt, done.stdout)
         assert "2 trials: 2 finished, 0 failed" in done.stdout
         assert _gcs_alive(port)  # the sweep left the shared Ray running for the next one
+        if attempt == 1:  # Ray started 2 workers (its CPUs) when the first sweep joined: its trials took them
+            assert _workers_started(env) == 2
+
+
+def _workers_started(env: dict[str, str]) -> int:
+    """How many worker processes the raylet of `ray start` has started so far, from its log."""
+    log = Path(env["RAY_TMPDIR"]) / "ray" / "session_latest" / "logs" / "raylet.out"
+    return log.read_text().count("Started worker process with pid")
 
 
 @pytest.mark.slow
