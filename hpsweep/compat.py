@@ -120,3 +120,24 @@ def add_finished_trials(searcher: Any, trials: list[Any]) -> None:
     of its study, which it creates when it is made; its own `evaluated_rewards` refuses a define-by-run
     space such as hpsweep's."""
     searcher._ot_study.add_trials(trials)
+
+
+@contextlib.contextmanager
+def ray_without_monitors() -> Iterator[None]:
+    """While a local Ray starts: without its autoscaler monitor (nothing to scale on one machine) and its
+    log monitor (which forwards workers' output to drivers that asked for it), two Python processes that
+    take about 0.9 s of CPU while a sweep starts. `ray start` has options for both (`--no-monitor`,
+    `--include-log-monitor=false`); `ray.init` has none, so its node parameters are set as it makes them."""
+    from ray._private import parameter
+
+    made = parameter.RayParams.__init__
+
+    def lean(self: Any, *args: Any, **kwargs: Any) -> None:
+        made(self, *args, **kwargs)
+        self.include_log_monitor, self.no_monitor = False, True
+
+    parameter.RayParams.__init__ = lean  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        parameter.RayParams.__init__ = made  # type: ignore[method-assign]

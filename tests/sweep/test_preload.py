@@ -101,3 +101,31 @@ def test_a_started_ray_hands_actors_workers_that_already_loaded_the_modules(tmp_
     assert done.returncode == 0, done.stderr[-2000:]
     # colorsys is imported by nothing else; hpsweep.sweep.worker imports torch
     assert done.stdout.strip().splitlines()[-1] == "['colorsys', 'hpsweep.sweep.worker', 'torch'] True"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("verbose", [False, True])
+def test_a_started_ray_runs_no_monitors_unless_workers_output_is_forwarded(tmp_path, verbose):
+    # the log monitor is what forwards workers' output to the terminal, which --verbose asks for
+    script = textwrap.dedent(f"""
+        import os, subprocess
+        os.environ.pop("RAY_ADDRESS", None)
+        from hpsweep.sweep.ray_session import RaySession
+        session = RaySession({verbose})
+        session.wait()
+        import ray
+
+        print(ray.get(ray.remote(lambda: 6 * 7).remote()), session.started)
+        print(subprocess.run(["ps", "-o", "args=", "--ppid", str(os.getpid())], capture_output=True,
+                             text=True).stdout)
+        session.close()
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180, env=env,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[0] == "42 True"
+    children = done.stdout
+    assert "gcs_server" in children and "raylet" in children
+    assert ("log_monitor.py" in children) is verbose
+    assert ("autoscaler/_private/monitor.py" in children) is verbose
