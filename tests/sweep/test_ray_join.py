@@ -65,8 +65,11 @@ def test_runs_join_the_ray_that_ray_start_left_running_and_leave_it_running(star
         assert joined and f":{port} " in joined[0], (attempt, done.stdout)
         assert "2 trials: 2 finished, 0 failed" in done.stdout
         assert _gcs_alive(port)  # the sweep left the shared Ray running for the next one
-        if attempt == 1:  # Ray started 2 workers (its CPUs) when the first sweep joined: its trials took them
-            assert _workers_started(env) == 2
+        if attempt == 1:
+            # Ray started 2 workers (its CPUs) as the first sweep joined, and its 2 trials took them (one
+            # more starts on a busy machine when a trial asks before they are ready); were the trials
+            # refused those workers, each would start one of its own: 4
+            assert _workers_started(env) < 4
 
 
 def _workers_started(env: dict[str, str]) -> int:
