@@ -76,12 +76,21 @@ def trial_preload_of(tmp_path, **sections):
     return trial_preload(spec_for(tmp_path, **sections))
 
 
+def _in_a_process_of_its_own(script: str, tmp_path) -> subprocess.CompletedProcess[str]:
+    """Run `script` in a Python process without RAY_ADDRESS, so that a RaySession there starts a Ray of its
+    own beside the test session's; it must succeed."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180, env=env,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
 @pytest.mark.slow
 def test_a_started_ray_hands_actors_workers_that_already_loaded_the_modules(tmp_path):
     # in a process of its own: the test session shares one Ray, and this starts another
     script = textwrap.dedent("""
         import os, sys
-        os.environ.pop("RAY_ADDRESS", None)
         from hpsweep.sweep.ray_session import RaySession
         session = RaySession(False, (["colorsys", "hpsweep.sweep.worker"], 1))
         session.wait()
@@ -95,10 +104,7 @@ def test_a_started_ray_hands_actors_workers_that_already_loaded_the_modules(tmp_
         print(ray.get(Probe.remote().loaded.remote()), session.started)
         session.close()
     """)
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180, env=env,
-                          cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = _in_a_process_of_its_own(script, tmp_path)
     # colorsys is imported by nothing else; hpsweep.sweep.worker imports torch
     assert done.stdout.strip().splitlines()[-1] == "['colorsys', 'hpsweep.sweep.worker', 'torch'] True"
 
@@ -109,7 +115,6 @@ def test_a_started_ray_runs_no_monitors_unless_workers_output_is_forwarded(tmp_p
     # the log monitor is what forwards workers' output to the terminal, which --verbose asks for
     script = textwrap.dedent(f"""
         import os, subprocess
-        os.environ.pop("RAY_ADDRESS", None)
         from hpsweep.sweep.ray_session import RaySession
         session = RaySession({verbose})
         session.wait()
@@ -120,10 +125,7 @@ def test_a_started_ray_runs_no_monitors_unless_workers_output_is_forwarded(tmp_p
                              text=True).stdout)
         session.close()
     """)
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180, env=env,
-                          cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = _in_a_process_of_its_own(script, tmp_path)
     assert done.stdout.splitlines()[0] == "42 True"
     children = done.stdout
     assert "gcs_server" in children and "raylet" in children
