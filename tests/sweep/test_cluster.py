@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from bench.common import stop_ray_start
 from conftest import REPO, free_port
 
 BIN = Path(sys.executable).parent
@@ -134,14 +134,7 @@ def ray_cluster() -> Iterator[dict[str, str]]:
         _wait_for(lambda: _alive_nodes(env, gcs) >= 2, started)
         yield {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN, "address": f"http://127.0.0.1:{dashboard}"}
     finally:
-        for process in started:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in started:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+        stop_ray_start(*started)
         for temp in [*temps, scratch]:
             shutil.rmtree(temp, ignore_errors=True)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.common import stop_ray_start
 from conftest import free_port
 
 BIN = Path(sys.executable).parent
@@ -43,11 +44,7 @@ def started_ray() -> Iterator[tuple[dict[str, str], int]]:
             time.sleep(0.5)
         yield env, port
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
+        stop_ray_start(head)
         shutil.rmtree(temp, ignore_errors=True)
 
 
