@@ -13,7 +13,6 @@ import itertools
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,16 @@ from pathlib import Path
 
 import yaml
 
-from bench.common import Outcome, interleaved, listed, measured, median, round_ratios, scratch_folder
+from bench.common import (
+    Outcome,
+    interleaved,
+    listed,
+    measured,
+    median,
+    round_ratios,
+    scratch_folder,
+    stop_ray_start,
+)
 from hpsweep.sweep.workers import PRELOAD_MODULE  # what docs/running.md has `ray start` load
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,9 +79,9 @@ def per_trial_overhead(spans: list[tuple[float, float, float]], at_once: int) ->
 
 
 @contextmanager
-def started_ray() -> Iterator[dict[str, str]]:
+def started_ray(settle_s: float = 5.0) -> Iterator[dict[str, str]]:
     """`ray start --head` as docs/running.md shows it, under a Ray temp folder of its own; the environment in
-    which hpsweep joins it."""
+    which hpsweep joins it, `settle_s` after Ray wrote its address."""
     temp = tempfile.mkdtemp(prefix="hb", dir="/tmp")  # short: Ray's socket paths have a length limit
     env = {"RAY_TMPDIR": temp}
     head = subprocess.Popen([str(BIN / "ray"), "start", "--head", "--block", "--port=0",
@@ -86,20 +94,20 @@ def started_ray() -> Iterator[dict[str, str]]:
             if head.poll() is not None:
                 raise RuntimeError("ray start failed")
             time.sleep(0.5)
-        time.sleep(5)  # its agents finish starting: a user's `ray start` ran long before the sweep
+        time.sleep(settle_s)  # its agents finish starting: a user's `ray start` ran long before the sweep
         yield env
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        head.wait(timeout=60)
+        stop_ray_start(head)
         shutil.rmtree(temp, ignore_errors=True)
 
 
 def peer_optuna(quick: bool) -> list[Outcome]:
     """Timed rounds, then memory rounds: sampling every process's memory map slows the side it samples
     (the kernel walks its page tables and holds its memory-map lock), most while several processes
-    import torch at once, which is how a sweep starts; so the timed runs are not sampled."""
+    import torch at once, which is how a sweep starts; so the timed runs are not sampled. Quick mode, which
+    only checks that every side runs, samples its one timed round instead."""
     folder = scratch_folder()
-    trials, rounds = (4, 1) if quick else (12, 4)
+    trials, rounds = (AT_ONCE, 1) if quick else (12, 4)
     phases: dict[str, list[float]] = {"start-up": [], "tail": [], "joined start-up": [], "between trials": [],
                                       "inside trials": []}
     memory: dict[str, list[float]] = {"hpsweep": [], "peer": []}
@@ -112,11 +120,12 @@ def peer_optuna(quick: bool) -> list[Outcome]:
                 str(where / "results"), "--tracking-uri", f"sqlite:///{where / 'mlflow.db'}"]
         # the Ray a joining run finds runs only around it: a second, idle Ray on the machine cost the
         # runs that start their own about 2 s of start-up here
-        with started_ray() if joining else contextlib.nullcontext(None) as env:
+        with started_ray(1.0 if quick else 5.0) if joining else contextlib.nullcontext(None) as env:
             wall, peak, started, ended = measured(argv, where, env=env, every_s=0.5 if sample else None)
         if sample:
             memory["hpsweep"].append(peak)
-            return wall
+            if not quick:  # slowed by the sampling: a memory round's times are not recorded
+                return wall
         spans = _trial_spans(f"sqlite:///{where / 'mlflow.db'}")
         phases["joined start-up" if joining else "start-up"].append(spans[0][0] - started)
         if not joining:
@@ -142,10 +151,11 @@ def peer_optuna(quick: bool) -> list[Outcome]:
                          str(where / "results"), str(trials)], REPO, every_s=None)[0]
 
     # no warm-up round: each side is a new process every time, and the first round warms the file cache
-    values = interleaved({"hpsweep": lambda: sweep(False), "peer": peer, "tune": tune,
-                          "joined": lambda: sweep(True)}, rounds, warm_up=False)
-    interleaved({"hpsweep": lambda: sweep(False, sample=True), "peer": lambda: peer(sample=True)},
-                1 if quick else 2, warm_up=False)
+    values = interleaved({"hpsweep": lambda: sweep(False, sample=quick), "peer": lambda: peer(sample=quick),
+                          "tune": tune, "joined": lambda: sweep(True)}, rounds, warm_up=False)
+    if not quick:
+        interleaved({"hpsweep": lambda: sweep(False, sample=True), "peer": lambda: peer(sample=True)}, 2,
+                    warm_up=False)
     return _outcomes(values, memory, phases, trials)
 
 
