@@ -123,21 +123,32 @@ def add_finished_trials(searcher: Any, trials: list[Any]) -> None:
 
 
 @contextlib.contextmanager
-def ray_without_monitors() -> Iterator[None]:
-    """While a local Ray starts: without its autoscaler monitor (nothing to scale on one machine) and its
-    log monitor (which forwards workers' output to drivers that asked for it), two Python processes that
-    take about 0.9 s of CPU while a sweep starts. `ray start` has options for both (`--no-monitor`,
-    `--include-log-monitor=false`); `ray.init` has none, so its node parameters are set as it makes them."""
-    from ray._private import parameter
+def lean_local_ray(log_monitor: bool) -> Iterator[None]:
+    """While `ray.init` starts a local Ray: without three Python processes a sweep on one machine does not
+    use, which take CPU while its workers import torch. The autoscaler monitor (nothing to scale); the
+    dashboard head, which with `include_dashboard=False` serves only Ray's usage statistics, and which
+    `ray.init` waits for before it starts the raylet; and, unless `log_monitor`, the log monitor, which
+    forwards workers' output to the driver. `ray start` has options for the monitors (`--no-monitor`,
+    `--include-log-monitor=false`), none for the head, and `ray.init` none at all: the node's parameters
+    are set as Ray makes them, and the head node starts no API server (as when one fails to start, which
+    Ray carries on from without a dashboard URL)."""
+    from ray._private import node, parameter
 
-    made = parameter.RayParams.__init__
+    made, api_server = parameter.RayParams.__init__, node.Node.start_api_server
 
     def lean(self: Any, *args: Any, **kwargs: Any) -> None:
         made(self, *args, **kwargs)
-        self.include_log_monitor, self.no_monitor = False, True
+        self.no_monitor = True
+        if not log_monitor:
+            self.include_log_monitor = False
+
+    def no_api_server(self: Any, **_: Any) -> None:
+        return None
 
     parameter.RayParams.__init__ = lean  # type: ignore[method-assign]
+    node.Node.start_api_server = no_api_server  # type: ignore[method-assign]
     try:
         yield
     finally:
         parameter.RayParams.__init__ = made  # type: ignore[method-assign]
+        node.Node.start_api_server = api_server  # type: ignore[method-assign]

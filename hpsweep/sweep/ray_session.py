@@ -12,7 +12,6 @@ left on this machine (as `ray.init()` itself finds it). Later sweeps then skip R
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -96,7 +95,7 @@ def _ensure_ray(verbose: bool, preload: tuple[list[str], int] | None = None) -> 
     """Join RAY_ADDRESS's cluster or the Ray `ray start` left running here, or else start a local Ray with
     this machine's CPUs (its workers loading `preload`'s modules as they start). Returns (whether this
     session started Ray, the address it joined)."""
-    from hpsweep.compat import import_ray_without_driver_signal_dump, ray_without_monitors
+    from hpsweep.compat import import_ray_without_driver_signal_dump, lean_local_ray
 
     import_ray_without_driver_signal_dump()
     import ray
@@ -118,7 +117,7 @@ def _ensure_ray(verbose: bool, preload: tuple[list[str], int] | None = None) -> 
     os.environ.setdefault("PL_DISABLE_FORK", "1")
     config = {} if preload is None else {"preload_python_modules": preload[0], "num_workers_soft_limit": preload[1]}
     # "local": even where `ray start` left a record
-    with contextlib.nullcontext() if verbose else ray_without_monitors():
+    with lean_local_ray(log_monitor=verbose):
         ray.init(address="local", num_cpus=os.cpu_count(), _system_config=config, **quiet)
     return True, None
 

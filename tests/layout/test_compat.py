@@ -80,6 +80,23 @@ def test_ray_tune_keeps_the_trial_actors_default_environment_where_compat_change
         class_cache.DEFAULT_ENV_VARS.update(saved)
 
 
+def test_a_local_ray_head_starts_its_monitors_and_api_server_where_compat_leaves_them_out():
+    from ray._private import node, parameter
+
+    from hpsweep.compat import lean_local_ray
+
+    head = inspect.getsource(node.Node.start_head_processes)
+    assert "self._ray_params.no_monitor" in head and "self.start_api_server(" in head
+    assert "include_log_monitor" in inspect.getsource(node.Node.start_ray_processes)
+    for log_monitor in (False, True):
+        with lean_local_ray(log_monitor):
+            params = parameter.RayParams()
+            assert params.no_monitor is True and params.include_log_monitor is (None if log_monitor else False)
+            assert node.Node.start_api_server(None, include_dashboard=False, raise_on_failure=False) is None
+    # and Ray's own again once the start is over
+    assert parameter.RayParams().no_monitor is False and node.Node.start_api_server.__name__ == "start_api_server"
+
+
 def test_ray_tune_lists_the_variables_it_forwards_where_compat_trims_them():
     from ray.tune.execution import class_cache
 

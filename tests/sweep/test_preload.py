@@ -111,7 +111,8 @@ def test_a_started_ray_hands_actors_workers_that_already_loaded_the_modules(tmp_
 
 @pytest.mark.slow
 @pytest.mark.parametrize("verbose", [False, True])
-def test_a_started_ray_runs_no_monitors_unless_workers_output_is_forwarded(tmp_path, verbose):
+def test_a_started_ray_runs_no_monitor_or_dashboard_and_a_log_monitor_only_when_output_is_forwarded(tmp_path,
+                                                                                                  verbose):
     # the log monitor is what forwards workers' output to the terminal, which --verbose asks for
     script = textwrap.dedent(f"""
         import os, subprocess
@@ -130,4 +131,4 @@ def test_a_started_ray_runs_no_monitors_unless_workers_output_is_forwarded(tmp_p
     children = done.stdout
     assert "gcs_server" in children and "raylet" in children
     assert ("log_monitor.py" in children) is verbose
-    assert ("autoscaler/_private/monitor.py" in children) is verbose
+    assert "autoscaler/_private/monitor.py" not in children and "dashboard/dashboard.py" not in children
