@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bench import (
     confirm_bench,
+    cpu_bench,
     data_bench,
     loop_bench,
     peer_bench,
@@ -30,6 +31,7 @@ BENCHMARKS: dict[str, Callable[[bool], Outcome | list[Outcome]]] = {
     "tracking": loop_bench.tracking_overhead,
     "concurrent": sweep_bench.concurrent_tracking,
     "frozen": loop_bench.frozen_phase,
+    "cpu-layout": cpu_bench.channels_last,  # the demo's CNN in channels_last against NCHW, on a CPU
     "memory": sweep_bench.memory,
     "data-memory": data_bench.data_memory,
     "decode": data_bench.decode_throughput,

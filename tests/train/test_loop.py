@@ -49,6 +49,25 @@ def test_cnn_reaches_95_percent_on_digits_within_10_epochs(tmp_path, digits):
     assert result.best_value >= 0.95
 
 
+def test_the_cnn_trains_in_channels_last_on_a_cpu_and_its_weights_serve_an_nchw_copy(tmp_path, digits):
+    """On a CPU the built-in CNN trains in channels_last (oneDNN's faster layout for it: bench
+    cpu-layout); what it learned still loads into a net built as usual and predicts the same."""
+    reports = []
+    net, _ = run_trial(spec_for(tmp_path, model={"name": "cnn"}, train={"epochs": 2}), digits,
+                       {"lr": 0.003, "batch_size": 32}, on_epoch=reports.append, device=torch.device("cpu"))
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    assert reports[-1].metrics["val_accuracy"] > 0.8
+    fresh = build_model("cnn", digits.input_shape, 10)
+    fresh.load_state_dict(net.state_dict())
+    x = digits.val.x[:64].float() / 255
+    fresh_convs = [m for m in fresh.modules() if isinstance(m, torch.nn.Conv2d)]  # the first is both: 1 channel
+    assert not any(m.weight.is_contiguous(memory_format=torch.channels_last) for m in fresh_convs[1:])
+    assert torch.allclose(fresh.eval()(x), net.eval()(x), atol=1e-4)
+    mlp, _, _ = _run(tmp_path, digits, {"lr": 0.003}, epochs=1)
+    assert all(p.is_contiguous() for p in mlp.parameters())
+
+
 def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
