@@ -1,9 +1,13 @@
-"""The shared loop on a CPU: the demo's CNN in channels_last against NCHW."""
+"""The shared loop on a CPU: the demo's CNN in channels_last against NCHW, and under the C allocator's
+thresholds that fit() sets against glibc's own (and against the 1 MB threshold it set before)."""
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,7 +21,8 @@ from hpsweep.train.data import prepare
 from hpsweep.train.loop import fit
 from hpsweep.train.trial import build_net, loop_settings
 
-#: the demo's largest batch
+REPO = Path(__file__).resolve().parent.parent
+#: the demo's largest batch: its activations are 4 MB, where a low allocator threshold costs the most
 BATCH = 128
 
 
@@ -46,3 +51,39 @@ def channels_last(quick: bool) -> Outcome:
     return Outcome("CNN epoch on CPU, channels_last / NCHW", ratio, "<= 0.9", ratio <= 0.9,
                    f"the demo's CNN at 16x16, batch {BATCH}, one thread: {median(values['nhwc']):.3f} s vs "
                    f"{median(values['nchw']):.3f} s per epoch (medians); each round's ratio {listed(ratios)}")
+
+
+def _child(thresholds: str, epochs: int) -> None:
+    """In a process of its own (the allocator's thresholds hold for the whole process): print the median
+    epoch time under `thresholds`: hpsweep's (what fit() sets), glibc's defaults, or 1 MB fixed."""
+    import ctypes
+
+    from hpsweep.train import device
+
+    if thresholds != "hpsweep":
+        device._HOST_MEMORY["set"] = True  # fit() then leaves the allocator as it is
+    if thresholds == "1mb":
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD, as fit() set it before
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as folder:
+        spec = sweep_spec(Path(folder), epochs, image_size=16)
+        print(json.dumps(_epoch_s(spec, prepare(spec), nhwc=True)))
+
+
+def allocator(quick: bool) -> Outcome:
+    epochs, repeats = (1, 1) if quick else (4, 5)
+
+    def side(thresholds: str) -> float:
+        done = subprocess.run([sys.executable, "-c", f"from bench.cpu_bench import _child; _child({thresholds!r}, "
+                               f"{epochs})"], cwd=REPO, capture_output=True, text=True, check=True)
+        return float(done.stdout.strip().splitlines()[-1])
+
+    values = interleaved({name: lambda name=name: side(name) for name in ("hpsweep", "glibc", "1mb")}, repeats,
+                         warm_up=not quick)
+    ratios = round_ratios(values, "hpsweep", "glibc")
+    ratio = median(ratios)
+    before = median(round_ratios(values, "1mb", "glibc"))
+    return Outcome("CNN epoch on CPU, hpsweep's allocator thresholds / glibc's", ratio, "<= 1.05", ratio <= 1.05,
+                   f"the demo's CNN, batch {BATCH}, one thread, a process per fit: "
+                   f"{median(values['hpsweep']):.3f} s vs {median(values['glibc']):.3f} s per epoch (medians); "
+                   f"each round's ratio {listed(ratios)}; the 1 MB threshold set before: {before:.2f}")

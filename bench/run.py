@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, Callable[[bool], Outcome | list[Outcome]]] = {
     "concurrent": sweep_bench.concurrent_tracking,
     "frozen": loop_bench.frozen_phase,
     "cpu-layout": cpu_bench.channels_last,  # the demo's CNN in channels_last against NCHW, on a CPU
+    "allocator": cpu_bench.allocator,  # the C allocator's thresholds fit() sets against glibc's own
     "memory": sweep_bench.memory,
     "data-memory": data_bench.data_memory,
     "decode": data_bench.decode_throughput,
