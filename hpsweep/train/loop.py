@@ -41,7 +41,7 @@ def fit(net: Net, data: PreparedData, params: TrialParams, settings: LoopSetting
     amp_dtype = resolve_precision(settings.precision, device)
     # NHWC feeds the tensor cores' reduced-precision convolutions; in fp32 it only adds layout work, which
     # made a small CNN 8% slower on an H100 (bench/RESULTS-gpu.md). On a CPU, oneDNN's convolutions are
-    # faster in NHWC for the nets that say so (bench/RESULTS.md: channels_last on CPU)
+    # faster in NHWC for the nets that say so (bench/RESULTS-cpu.md)
     channels_last = net.is_conv and (amp_dtype is not None if device.type == "cuda"
                                      else device.type == "cpu" and net.nhwc_on_cpu)
     net = distributed.synchronised_norms(group, net, device).to(device)

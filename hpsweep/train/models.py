@@ -25,7 +25,7 @@ class Net(nn.Module):
         self.backbone = backbone
         self.head = head
         self.is_conv = is_conv  #: conv nets take channels_last on CUDA under autocast
-        #: trains faster in channels_last on a CPU too (oneDNN's convolutions; bench: channels_last on CPU)
+        #: trains faster in channels_last on a CPU too (oneDNN's convolutions; bench/RESULTS-cpu.md)
         self.nhwc_on_cpu = nhwc_on_cpu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -55,7 +55,7 @@ def _cnn(input_shape: tuple[int, ...], outputs: int, dropout: float, hidden_size
         *block(channels, 32, side >= 8), *block(32, 64, side >= 16), *block(64, 128, side >= 32),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
     )
-    # channels_last: an epoch of this net 0.6-0.8x as long on a CPU; ResNet-18 gains little and
+    # channels_last: an epoch of this net 0.5-0.8x as long on a CPU; ResNet-18 gains little and
     # MobileNetV3's depthwise convolutions can lose, so they stay NCHW on a CPU
     return Net(backbone, nn.Linear(128, outputs), is_conv=True, nhwc_on_cpu=True)
 
