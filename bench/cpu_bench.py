@@ -4,7 +4,6 @@ thresholds that fit() sets against glibc's own (and against the 1 MB threshold i
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -15,11 +14,8 @@ from typing import Any
 import torch
 
 from bench.common import Outcome, interleaved, listed, median, round_ratios
-from bench.loop_bench import CONFIG, sweep_spec
-from hpsweep.search.space import SearchSpace
+from bench.loop_bench import _train, sweep_spec
 from hpsweep.train.data import prepare
-from hpsweep.train.loop import fit
-from hpsweep.train.trial import build_net, loop_settings
 
 REPO = Path(__file__).resolve().parent.parent
 #: the demo's largest batch: its activations are 4 MB, where a low allocator threshold costs the most
@@ -27,25 +23,22 @@ BATCH = 128
 
 
 def _epoch_s(spec: Any, data: Any, nhwc: bool) -> float:
-    """The median epoch time of one fit of the demo's CNN on one thread, NHWC or NCHW."""
-    times: list[float] = []
-    params = SearchSpace.of(spec).resolve({**CONFIG, "batch_size": BATCH})
-    net = build_net(spec, data, params)
-    net.nhwc_on_cpu = nhwc
-    fit(net, data.for_search(), params, loop_settings(spec), device=torch.device("cpu"),
-        on_epoch=lambda report: times.append(report.metrics["epoch_time_s"]))
-    return statistics.median(times)
+    """The median epoch time of one fit of the demo's CNN on the CPU, NHWC or NCHW."""
+    return statistics.median(_train(spec, data, {"batch_size": BATCH}, device=torch.device("cpu"), nhwc_on_cpu=nhwc))
 
 
 def channels_last(quick: bool) -> Outcome:
     epochs, repeats = (1, 1) if quick else (4, 5)
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as a trial of the demo runs (resources.cpu: 1)
-    with tempfile.TemporaryDirectory() as folder:
-        spec = sweep_spec(Path(folder), epochs, image_size=16)
-        data = prepare(spec)
-        values = interleaved({"nhwc": lambda: _epoch_s(spec, data, True),
-                              "nchw": lambda: _epoch_s(spec, data, False)}, repeats)
-    torch.set_num_threads(os.cpu_count() or 1)
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            spec = sweep_spec(Path(folder), epochs, image_size=16)
+            data = prepare(spec)
+            values = interleaved({"nhwc": lambda: _epoch_s(spec, data, True),
+                                  "nchw": lambda: _epoch_s(spec, data, False)}, repeats)
+    finally:
+        torch.set_num_threads(threads)
     ratios = round_ratios(values, "nhwc", "nchw")
     ratio = median(ratios)
     return Outcome("CNN epoch on CPU, channels_last / NCHW", ratio, "<= 0.9", ratio <= 0.9,
@@ -63,7 +56,7 @@ def _child(thresholds: str, epochs: int) -> None:
     if thresholds != "hpsweep":
         device._HOST_MEMORY["set"] = True  # fit() then leaves the allocator as it is
     if thresholds == "1mb":
-        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD, as fit() set it before
+        ctypes.CDLL("libc.so.6").mallopt(device._M_MMAP_THRESHOLD, 1 << 20)  # as fit() set it before
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as folder:
         spec = sweep_spec(Path(folder), epochs, image_size=16)

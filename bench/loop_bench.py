@@ -37,12 +37,16 @@ def sweep_spec(folder: Path, epochs: int, model: str = "cnn", source: str = "skl
     }, "bench", base_dir=folder)
 
 
-def _train(spec: SweepSpec, data: Any, config: dict[str, Any] | None = None) -> list[float]:
-    """Epoch times of one fit of the shared loop."""
+def _train(spec: SweepSpec, data: Any, config: dict[str, Any] | None = None, *, device: torch.device | None = None,
+           nhwc_on_cpu: bool | None = None) -> list[float]:
+    """Epoch times of one fit of the shared loop (on `device`, else the GPU if any; `nhwc_on_cpu` overrides
+    the net's own choice of layout on a CPU)."""
     times: list[float] = []
     params = SearchSpace.of(spec).resolve({**CONFIG, **(config or {})})
     net = build_net(spec, data, params)
-    fit(net, data.for_search(), params, loop_settings(spec),
+    if nhwc_on_cpu is not None:
+        net.nhwc_on_cpu = nhwc_on_cpu
+    fit(net, data.for_search(), params, loop_settings(spec), device=device,
         on_epoch=lambda report: times.append(report.metrics["epoch_time_s"]))
     return times
 
