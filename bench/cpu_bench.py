@@ -1,9 +1,11 @@
 """The shared loop on a CPU: the demo's CNN in channels_last against NCHW, and under the C allocator's
-thresholds that fit() sets against glibc's own (and against the 1 MB threshold it set before)."""
+thresholds that fit() sets against glibc's own (and against the 1 MB threshold it set before); and the
+demo sweep's memory with the C allocator's arenas capped in the Ray it starts, against glibc's default."""
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -80,3 +82,35 @@ def allocator(quick: bool) -> Outcome:
                    f"the demo's CNN, batch {BATCH}, one thread, a process per fit: "
                    f"{median(values['hpsweep']):.3f} s vs {median(values['glibc']):.3f} s per epoch (medians); "
                    f"each round's ratio {listed(ratios)}; the 1 MB threshold set before: {before:.2f}")
+
+
+def arenas(quick: bool) -> Outcome:
+    """The demo sweep's peak memory (PSS of its process tree) with the Ray it starts capped at
+    ray_session.MALLOC_ARENAS glibc arenas per process, against glibc's default of 8 per core (given as
+    MALLOC_ARENA_MAX, which the cap leaves alone)."""
+    from bench.common import measured
+    from bench.peer_bench import AT_ONCE, BIN, DEMO
+    from hpsweep.sweep.ray_session import MALLOC_ARENAS
+
+    trials, repeats = (AT_ONCE, 1) if quick else (12, 3)
+    walls: dict[str, list[float]] = {"capped": [], "glibc": []}
+
+    def side(name: str) -> float:
+        with tempfile.TemporaryDirectory() as folder:
+            argv = [str(BIN / "hpsweep"), "run", str(DEMO), "--trials", str(trials), "--storage",
+                    f"{folder}/results", "--tracking-uri", f"sqlite:///{folder}/mlflow.db"]
+            glibc = {"MALLOC_ARENA_MAX": str(8 * (os.cpu_count() or 1))}
+            wall, peak, _, _ = measured(argv, Path(folder), env=glibc if name == "glibc" else None)
+        walls[name].append(wall)
+        return peak
+
+    values = interleaved({"capped": lambda: side("capped"), "glibc": lambda: side("glibc")}, repeats,
+                         warm_up=False)
+    ratios = round_ratios(values, "capped", "glibc")
+    ratio = median(ratios)
+    time_ratio = median([c / g for c, g in zip(walls["capped"], walls["glibc"], strict=True)])
+    return Outcome(f"demo sweep peak memory, {MALLOC_ARENAS} malloc arenas / glibc's default", ratio, "<= 0.98",
+                   ratio <= 0.98,
+                   f"{trials} trials, 2 at a time: peak PSS {median(values['capped']):,.0f} MB vs "
+                   f"{median(values['glibc']):,.0f} MB (medians); each round's ratio {listed(ratios)}; "
+                   f"wall time ratio {time_ratio:.3f}")

@@ -33,6 +33,7 @@ BENCHMARKS: dict[str, Callable[[bool], Outcome | list[Outcome]]] = {
     "frozen": loop_bench.frozen_phase,
     "cpu-layout": cpu_bench.channels_last,  # the demo's CNN in channels_last against NCHW, on a CPU
     "allocator": cpu_bench.allocator,  # the C allocator's thresholds fit() sets against glibc's own
+    "arenas": cpu_bench.arenas,  # the demo sweep's memory with the Ray it starts capped at 2 malloc arenas
     "memory": sweep_bench.memory,
     "data-memory": data_bench.data_memory,
     "decode": data_bench.decode_throughput,

@@ -103,14 +103,22 @@ def import_ray_without_driver_signal_dump() -> None:
     it, SIGTERM in the seconds before hpsweep takes SIGTERM back printed a stack dump. Ray reads
     RAY_DISABLE_FAILURE_SIGNAL_HANDLER once, at import; it is unset again so the processes Ray starts
     keep their handlers. A value the user set is left alone."""
+    with environment_default("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1"):
+        import ray._private.ray_constants  # noqa: F401
+
+
+@contextlib.contextmanager
+def environment_default(name: str, value: str) -> Iterator[None]:
+    """Environment variable `name` set to `value` for the block (for what reads it then, or a process
+    started then), unless the user set it: their value is left alone."""
     import os
 
-    name = "RAY_DISABLE_FAILURE_SIGNAL_HANDLER"
     if name in os.environ:
+        yield
         return
-    os.environ[name] = "1"
+    os.environ[name] = value
     try:
-        import ray._private.ray_constants  # noqa: F401
+        yield
     finally:
         os.environ.pop(name, None)
 

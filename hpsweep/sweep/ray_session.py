@@ -19,6 +19,13 @@ import time
 
 log = logging.getLogger(__name__)
 CLOSE_WAIT_S = 5.0  #: how long close() waits for a join of RAY_ADDRESS that has not finished
+#: glibc malloc arenas each process of a started Ray may have (glibc's default: 8 per core). Each thread
+#: that allocates gets an arena of its own up to that limit, and what one frees stays in it: a trial
+#: worker (Ray's threads, the trial's training thread) held 67-99 MB in them while the demo trained.
+#: Capped at 2 the demo's peak memory was 2,566 MB instead of 2,695 MB, its time the same
+#: (`python -m bench.run --only arenas`). The driver, whose decoding threads would contend for them,
+#: keeps glibc's default.
+MALLOC_ARENAS = "2"
 
 
 class RaySession:
@@ -95,7 +102,7 @@ def _ensure_ray(verbose: bool, preload: tuple[list[str], int] | None = None) -> 
     """Join RAY_ADDRESS's cluster or the Ray `ray start` left running here, or else start a local Ray with
     this machine's CPUs (its workers loading `preload`'s modules as they start). Returns (whether this
     session started Ray, the address it joined)."""
-    from hpsweep.compat import import_ray_without_driver_signal_dump, lean_local_ray
+    from hpsweep.compat import environment_default, import_ray_without_driver_signal_dump, lean_local_ray
 
     import_ray_without_driver_signal_dump()
     import ray
@@ -117,7 +124,7 @@ def _ensure_ray(verbose: bool, preload: tuple[list[str], int] | None = None) -> 
     os.environ.setdefault("PL_DISABLE_FORK", "1")
     config = {} if preload is None else {"preload_python_modules": preload[0], "num_workers_soft_limit": preload[1]}
     # "local": even where `ray start` left a record
-    with lean_local_ray(log_monitor=verbose):
+    with lean_local_ray(log_monitor=verbose), environment_default("MALLOC_ARENA_MAX", MALLOC_ARENAS):
         ray.init(address="local", num_cpus=os.cpu_count(), _system_config=config, **quiet)
     return True, None
 

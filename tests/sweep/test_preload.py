@@ -78,8 +78,8 @@ def trial_preload_of(tmp_path, **sections):
 
 def _in_a_process_of_its_own(script: str, tmp_path) -> subprocess.CompletedProcess[str]:
     """Run `script` in a Python process without RAY_ADDRESS, so that a RaySession there starts a Ray of its
-    own beside the test session's; it must succeed."""
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    own beside the test session's (and without MALLOC_ARENA_MAX, as most users run); it must succeed."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MALLOC_ARENA_MAX")}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180, env=env,
                           cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -132,3 +132,59 @@ def test_a_started_ray_runs_no_monitor_or_dashboard_and_a_log_monitor_only_when_
     assert "gcs_server" in children and "raylet" in children
     assert ("log_monitor.py" in children) is verbose
     assert "autoscaler/_private/monitor.py" not in children and "dashboard/dashboard.py" not in children
+
+
+#: in a process: how many glibc malloc arenas it has once 8 threads allocated at the same time
+COUNT_ARENAS = """
+def arenas():
+    import ctypes, tempfile, threading
+    libc = ctypes.CDLL("libc.so.6")
+    libc.fopen.restype, libc.fopen.argtypes = ctypes.c_void_p, [ctypes.c_char_p, ctypes.c_char_p]
+    libc.malloc_info.argtypes, libc.fclose.argtypes = [ctypes.c_int, ctypes.c_void_p], [ctypes.c_void_p]
+    together = threading.Barrier(8)
+    def allocate():
+        blocks = [bytearray(4096) for _ in range(64)]  # from malloc: over Python's own small-object limit
+        together.wait()
+    threads = [threading.Thread(target=allocate) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with tempfile.NamedTemporaryFile("r") as info:
+        stream = libc.fopen(info.name.encode(), b"w")
+        libc.malloc_info(0, stream)
+        libc.fclose(stream)
+        return info.read().count("<heap nr=")
+"""
+
+
+@pytest.mark.slow
+def test_a_started_rays_workers_share_two_malloc_arenas_while_the_driver_keeps_glibcs_default(tmp_path):
+    # each thread of a worker that allocates would get an arena of its own, and keep what it freed there
+    script = COUNT_ARENAS + textwrap.dedent("""
+        import os
+        from hpsweep.sweep.ray_session import RaySession
+        session = RaySession(False)
+        session.wait()
+        import ray
+
+        print(ray.get(ray.remote(num_cpus=1)(arenas).remote()), arenas(), "MALLOC_ARENA_MAX" in os.environ)
+        session.close()
+    """)
+    in_worker, in_driver, left_set = _in_a_process_of_its_own(script, tmp_path).stdout.split()[-3:]
+    assert int(in_worker) <= 2
+    assert int(in_driver) > 2  # the driver decodes images on every core: its threads do not wait on a lock
+    assert left_set == "False"  # nor does anything the driver starts later inherit the cap
+
+
+def test_a_value_the_user_set_is_left_alone_and_one_set_for_a_while_is_taken_back(monkeypatch):
+    from hpsweep.compat import environment_default
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    with environment_default("MALLOC_ARENA_MAX", "2"):
+        assert os.environ["MALLOC_ARENA_MAX"] == "4"
+    assert os.environ["MALLOC_ARENA_MAX"] == "4"
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    with environment_default("MALLOC_ARENA_MAX", "2"):
+        assert os.environ["MALLOC_ARENA_MAX"] == "2"
+    assert "MALLOC_ARENA_MAX" not in os.environ
