@@ -22,9 +22,9 @@ CLOSE_WAIT_S = 5.0  #: how long close() waits for a join of RAY_ADDRESS that has
 #: glibc malloc arenas each process of a started Ray may have (glibc's default: 8 per core). Each thread
 #: that allocates gets an arena of its own up to that limit, and what one frees stays in it: a trial
 #: worker (Ray's threads, the trial's training thread) held 67-99 MB in them while the demo trained.
-#: Capped at 2 the demo's peak memory was 2,566 MB instead of 2,695 MB, its time the same
-#: (`python -m bench.run --only arenas`). The driver, whose decoding threads would contend for them,
-#: keeps glibc's default.
+#: Capped at 2 the demo's peak memory was 0.946 and 0.958 of glibc's default in two runs, its time the
+#: same (`python -m bench.run --only arenas`, bench/RESULTS-peer.md). The driver, whose decoding threads
+#: would contend for them, keeps glibc's default.
 MALLOC_ARENAS = "2"
 
 
