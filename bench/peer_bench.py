@@ -78,6 +78,11 @@ def per_trial_overhead(spans: list[tuple[float, float, float]], at_once: int) ->
     return between / len(spans), inside / len(spans)
 
 
+#: what docs/running.md has `ray start --system-config` give: the preload, and as many idle workers kept
+#: as the demo runs trials at once
+SYSTEM_CONFIG = {"preload_python_modules": [PRELOAD_MODULE], "num_workers_soft_limit": AT_ONCE}
+
+
 @contextmanager
 def started_ray(settle_s: float = 5.0) -> Iterator[dict[str, str]]:
     """`ray start --head` as docs/running.md shows it, under a Ray temp folder of its own; the environment in
@@ -86,7 +91,7 @@ def started_ray(settle_s: float = 5.0) -> Iterator[dict[str, str]]:
     env = {"RAY_TMPDIR": temp}
     head = subprocess.Popen([str(BIN / "ray"), "start", "--head", "--block", "--port=0",
                              f"--num-cpus={os.cpu_count()}", "--include-dashboard=false", "--disable-usage-stats",
-                             f"--system-config={json.dumps({'preload_python_modules': [PRELOAD_MODULE]})}"],
+                             f"--system-config={json.dumps(SYSTEM_CONFIG)}"],
                             env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
