@@ -15,8 +15,10 @@ from typing import Any
 
 import torch
 
-from bench.common import Outcome, interleaved, listed, median, round_ratios
+from bench.common import Outcome, interleaved, listed, measured, median, round_ratios
 from bench.loop_bench import _train, sweep_spec
+from bench.peer_bench import AT_ONCE, demo_command
+from hpsweep.sweep.ray_session import MALLOC_ARENAS
 from hpsweep.train.data import prepare
 
 REPO = Path(__file__).resolve().parent.parent
@@ -88,29 +90,23 @@ def arenas(quick: bool) -> Outcome:
     """The demo sweep's peak memory (PSS of its process tree) with the Ray it starts capped at
     ray_session.MALLOC_ARENAS glibc arenas per process, against glibc's default of 8 per core (given as
     MALLOC_ARENA_MAX, which the cap leaves alone)."""
-    from bench.common import measured
-    from bench.peer_bench import AT_ONCE, BIN, DEMO
-    from hpsweep.sweep.ray_session import MALLOC_ARENAS
-
     trials, repeats = (AT_ONCE, 1) if quick else (12, 3)
     walls: dict[str, list[float]] = {"capped": [], "glibc": []}
 
     def side(name: str) -> float:
+        glibc = {"MALLOC_ARENA_MAX": str(8 * (os.cpu_count() or 1))}
         with tempfile.TemporaryDirectory() as folder:
-            argv = [str(BIN / "hpsweep"), "run", str(DEMO), "--trials", str(trials), "--storage",
-                    f"{folder}/results", "--tracking-uri", f"sqlite:///{folder}/mlflow.db"]
-            glibc = {"MALLOC_ARENA_MAX": str(8 * (os.cpu_count() or 1))}
-            wall, peak, _, _ = measured(argv, Path(folder), env=glibc if name == "glibc" else None)
+            wall, peak, _, _ = measured(demo_command(Path(folder), trials), Path(folder),
+                                        env=glibc if name == "glibc" else None)
         walls[name].append(wall)
         return peak
 
-    values = interleaved({"capped": lambda: side("capped"), "glibc": lambda: side("glibc")}, repeats,
-                         warm_up=False)
+    values = interleaved({name: lambda name=name: side(name) for name in walls}, repeats, warm_up=False)
     ratios = round_ratios(values, "capped", "glibc")
     ratio = median(ratios)
     time_ratio = median([c / g for c, g in zip(walls["capped"], walls["glibc"], strict=True)])
     return Outcome(f"demo sweep peak memory, {MALLOC_ARENAS} malloc arenas / glibc's default", ratio, "<= 0.98",
                    ratio <= 0.98,
-                   f"{trials} trials, 2 at a time: peak PSS {median(values['capped']):,.0f} MB vs "
+                   f"{trials} trials, {AT_ONCE} at a time: peak PSS {median(values['capped']):,.0f} MB vs "
                    f"{median(values['glibc']):,.0f} MB (medians); each round's ratio {listed(ratios)}; "
                    f"wall time ratio {time_ratio:.3f}")

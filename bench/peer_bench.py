@@ -78,6 +78,12 @@ def per_trial_overhead(spans: list[tuple[float, float, float]], at_once: int) ->
     return between / len(spans), inside / len(spans)
 
 
+def demo_command(where: Path, trials: int) -> list[str]:
+    """`hpsweep run` of the demo sweep with `trials` trials, its results and MLflow record in `where`."""
+    return [str(BIN / "hpsweep"), "run", str(DEMO), "--trials", str(trials), "--storage", str(where / "results"),
+            "--tracking-uri", f"sqlite:///{where / 'mlflow.db'}"]
+
+
 #: what docs/running.md has `ray start --system-config` give: the preload, and as many idle workers kept
 #: as the demo runs trials at once
 SYSTEM_CONFIG = {"preload_python_modules": [PRELOAD_MODULE], "num_workers_soft_limit": AT_ONCE}
@@ -121,8 +127,7 @@ def peer_optuna(quick: bool) -> list[Outcome]:
     def sweep(joining: bool, sample: bool = False) -> float:
         where = folder / f"hpsweep-{next(runs)}"
         where.mkdir()
-        argv = [str(BIN / "hpsweep"), "run", str(DEMO), "--trials", str(trials), "--storage",
-                str(where / "results"), "--tracking-uri", f"sqlite:///{where / 'mlflow.db'}"]
+        argv = demo_command(where, trials)
         # the Ray a joining run finds runs only around it: a second, idle Ray on the machine cost the
         # runs that start their own about 2 s of start-up here
         with started_ray(1.0 if quick else 5.0) if joining else contextlib.nullcontext(None) as env:
