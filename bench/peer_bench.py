@@ -84,6 +84,11 @@ def demo_command(where: Path, trials: int) -> list[str]:
             "--tracking-uri", f"sqlite:///{where / 'mlflow.db'}"]
 
 
+def script_command(where: Path, trials: int) -> list[str]:
+    """The plain Optuna script's run of `trials` trials, its MLflow record in `where` (run it from REPO)."""
+    return [sys.executable, "-m", "bench.peer_optuna", f"sqlite:///{where / 'mlflow.db'}", str(trials)]
+
+
 #: what docs/running.md has `ray start --system-config` give: the preload, and as many idle workers kept
 #: as the demo runs trials at once
 SYSTEM_CONFIG = {"preload_python_modules": [PRELOAD_MODULE], "num_workers_soft_limit": AT_ONCE}
@@ -148,8 +153,7 @@ def peer_optuna(quick: bool) -> list[Outcome]:
     def peer(sample: bool = False) -> float:
         where = folder / f"peer-{next(runs)}"
         where.mkdir()
-        wall, peak, _, _ = measured([sys.executable, "-m", "bench.peer_optuna", f"sqlite:///{where / 'mlflow.db'}",
-                                      str(trials)], REPO, every_s=0.5 if sample else None)
+        wall, peak, _, _ = measured(script_command(where, trials), REPO, every_s=0.5 if sample else None)
         if sample:
             memory["peer"].append(peak)
         return wall

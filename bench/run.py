@@ -13,6 +13,7 @@ from bench import (
     confirm_bench,
     cpu_bench,
     data_bench,
+    floor_bench,
     loop_bench,
     peer_bench,
     scale_bench,
@@ -25,6 +26,7 @@ from bench.common import Outcome, machine, write_results
 
 BENCHMARKS: dict[str, Callable[[bool], Outcome | list[Outcome]]] = {
     "peer": peer_bench.peer_optuna,  # the demo sweep against the plain Optuna script
+    "floor": floor_bench.memory_floor,  # what Ray Tune adds at least to the script's memory, measured
     "harness": sweep_bench.harness_overhead,  # also gives the per-trial cost
     "loop": loop_bench.loop_efficiency,
     "data": loop_bench.data_path,

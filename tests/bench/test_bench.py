@@ -26,6 +26,7 @@ def test_every_benchmark_runs_in_quick_mode_writes_the_table_and_leaves_no_scrat
     for name in ("harness overhead", "per-trial cost", "loop efficiency", "data path", "tracking overhead",
                  "tracking at 8 concurrent trials", "frozen phase", "memory",
                  "demo sweep peak memory, 2 malloc arenas / glibc's default",
+                 "lower bound on a Ray Tune sweep's peak memory / plain Optuna script",
                  "search efficiency", "warm start, trials to target",
                  "data memory, 1 trials", "decode on every core", "mapped-cache epoch",
                  "per-trial cost, 40 trials", "2 workers / 1 worker (1 CPU each)",
