@@ -15,9 +15,9 @@ of the first trial counted), so a sweep tool on Ray Tune cannot go below it."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
-import logging
 import subprocess
 import sys
 import time
@@ -30,6 +30,17 @@ from bench.peer_bench import AT_ONCE, REPO, demo_command, script_command
 SETTLE_S = 5.0  #: how long Ray's agents are given to finish starting before they are measured
 
 
+def _idle_workers() -> int:
+    """How many of this process's Ray workers are idle (started by Ray ahead of any task)."""
+    import psutil
+
+    idle = 0
+    for process in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):  # one may end while it is read
+            idle += any(part.startswith("ray::IDLE") for part in process.cmdline())
+    return idle
+
+
 def _child(settle_s: float) -> None:
     """In a process of its own: prints what Ray and one more trial process add, in MB, as JSON."""
     import bench.peer_optuna  # noqa: F401 -- the script's imports: what the script's process holds
@@ -38,15 +49,17 @@ def _child(settle_s: float) -> None:
     import ray
     import ray.tune  # a sweep's driver runs Ray Tune
 
-    from hpsweep.compat import environment_default, lean_local_ray
-    from hpsweep.sweep.ray_session import MALLOC_ARENAS
+    from hpsweep.sweep.ray_session import RaySession
 
-    with lean_local_ray(log_monitor=False), environment_default("MALLOC_ARENA_MAX", MALLOC_ARENAS):
-        ray.init(address="local", num_cpus=AT_ONCE, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.ERROR,
-                 _system_config={"num_workers_soft_limit": 0, "enable_worker_prestart": False})
+    session = RaySession(verbose=False, preload=([], 0))  # started as a sweep starts it, no idle workers kept
     try:
+        session.wait()
         time.sleep(settle_s)
+        deadline = time.monotonic() + 30.0  # the workers Ray starts as the driver connects, ended once idle
+        while _idle_workers():
+            if time.monotonic() > deadline:
+                raise RuntimeError("Ray kept idle workers: they would be counted as Ray's own memory")
+            time.sleep(0.5)
         with_ray = tree_memory("pss")
 
         @ray.remote(num_cpus=1)
@@ -65,7 +78,7 @@ def _child(settle_s: float) -> None:
         time.sleep(1.0)
         with_worker = tree_memory("pss")
     finally:
-        ray.shutdown()
+        session.close()
     print(json.dumps({"ray": (with_ray - base) / 1e6, "worker": (with_worker - with_ray) / 1e6}))
 
 
